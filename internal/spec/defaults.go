@@ -1,0 +1,147 @@
+package spec
+
+import (
+	"hash/fnv"
+	"time"
+)
+
+// Defaults of the engines and of the source document, in one place.
+const (
+	DefaultMemcachedPort      = 11211
+	DefaultMemcachedMemoryMB  = 1024
+	DefaultMemcachedMaxConns  = 4096
+	DefaultDatabasePort       = 3306
+	DefaultSSTMethod          = "mariabackup"
+	DefaultGCacheSize         = "1G"
+	DefaultDBMaxConnections   = 4096
+	DefaultEndpointCheckPort  = 9200
+	DefaultEndpointStatsPort  = 8404
+	DefaultEndpointPeersPort  = 10000
+	DefaultRabbitPort         = 5672
+	DefaultRabbitMgmtPort     = 15672
+	DefaultRabbitDistPort     = 25672
+	DefaultRabbitNetTickTime  = 10 * time.Second
+	DefaultRabbitVHost        = "/"
+	DefaultRabbitUser         = "openstack"
+	DefaultMaxLatency         = 2 * time.Millisecond
+	DefaultMaxClockOffset     = 50 * time.Millisecond
+	DefaultManagementIfName   = "eth0"
+	GaleraReplicationPort     = 4567
+	GaleraISTPort             = 4568
+	GaleraSSTPort             = 4444
+	NTPPort                   = 123
+	defaultControllerCores    = 4
+	defaultControllerMemoryGB = 12
+	defaultControllerDiskGB   = 120
+	defaultComputeCores       = 8
+	defaultComputeMemoryGB    = 12
+	defaultComputeDiskGB      = 120
+	defaultNICs               = 2
+)
+
+// Partition handling modes of RabbitMQ.
+const (
+	PartitionPauseMinority = "pause_minority"
+	PartitionAutoheal      = "autoheal"
+	PartitionIgnore        = "ignore"
+)
+
+// ApplyDefaults fills every unset field. It is the only place defaults are
+// decided; render, deploy and check read the defaulted spec.
+func (c *Cluster) ApplyDefaults() {
+	s := &c.Spec
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if len(n.Interfaces) == 0 {
+			n.Interfaces = []Interface{{Name: DefaultManagementIfName, Network: ManagementNetwork}}
+		}
+		for j := range n.Interfaces {
+			if n.Interfaces[j].Network == ManagementNetwork && n.Interfaces[j].Address == "" {
+				n.Interfaces[j].Address = n.Address
+			}
+		}
+	}
+
+	m := &s.Memcached
+	setInt(&m.Port, DefaultMemcachedPort)
+	setInt(&m.MemoryMB, DefaultMemcachedMemoryMB)
+	setInt(&m.MaxConnections, DefaultMemcachedMaxConns)
+
+	d := &s.Database
+	setStr(&d.Flavor, FlavorMariaDB)
+	setInt(&d.Port, DefaultDatabasePort)
+	setStr(&d.ClusterName, c.Metadata.Name)
+	setStr(&d.SSTMethod, DefaultSSTMethod)
+	setStr(&d.GCacheSize, DefaultGCacheSize)
+	setInt(&d.MaxConnections, DefaultDBMaxConnections)
+	e := &d.Endpoint
+	setInt(&e.Port, d.Port)
+	setInt(&e.CheckPort, DefaultEndpointCheckPort)
+	setInt(&e.StatsPort, DefaultEndpointStatsPort)
+	setInt(&e.PeersPort, DefaultEndpointPeersPort)
+	if e.VirtualRouterID == 0 {
+		// Stable per cluster, so two hastack clusters on one network are
+		// unlikely to collide; set it explicitly when they do.
+		h := fnv.New32a()
+		h.Write([]byte(c.Metadata.Name))
+		e.VirtualRouterID = int(h.Sum32()%254) + 1
+	}
+
+	r := &s.RabbitMQ
+	setInt(&r.Port, DefaultRabbitPort)
+	setInt(&r.ManagementPort, DefaultRabbitMgmtPort)
+	setInt(&r.DistPort, DefaultRabbitDistPort)
+	setStr(&r.QueueType, QueueQuorum)
+	if r.PartitionHandling == "" {
+		r.PartitionHandling = DefaultPartitionHandling(len(c.Controllers()))
+	}
+	if r.NetTickTime.Duration == 0 {
+		r.NetTickTime.Duration = DefaultRabbitNetTickTime
+	}
+	setStr(&r.VHost, DefaultRabbitVHost)
+	setStr(&r.User, DefaultRabbitUser)
+
+	q := &s.Requirements
+	setMinimums(&q.Controller, Minimums{defaultControllerCores, defaultControllerMemoryGB, defaultControllerDiskGB, defaultNICs})
+	setMinimums(&q.Compute, Minimums{defaultComputeCores, defaultComputeMemoryGB, defaultComputeDiskGB, defaultNICs})
+	if q.MaxLatency.Duration == 0 {
+		q.MaxLatency.Duration = DefaultMaxLatency
+	}
+	if q.MaxClockOffset.Duration == 0 {
+		q.MaxClockOffset.Duration = DefaultMaxClockOffset
+	}
+}
+
+// DefaultPartitionHandling is the RabbitMQ partition handling that suits a
+// cluster of n nodes: pause_minority needs a majority to exist after a split
+// (3+ nodes); with 2 nodes both halves would pause, so autoheal is the only
+// automatic choice; a single node has no partitions.
+func DefaultPartitionHandling(n int) string {
+	switch {
+	case n >= 3:
+		return PartitionPauseMinority
+	case n == 2:
+		return PartitionAutoheal
+	default:
+		return PartitionIgnore
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setMinimums(p *Minimums, v Minimums) {
+	setInt(&p.Cores, v.Cores)
+	setInt(&p.MemoryGB, v.MemoryGB)
+	setInt(&p.DiskGB, v.DiskGB)
+	setInt(&p.NICs, v.NICs)
+}

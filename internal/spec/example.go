@@ -1,0 +1,157 @@
+package spec
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"text/template"
+)
+
+// ExampleOptions shapes the example spec written by 'hastack init' and by
+// 'hastack lab up' when it is given no spec.
+type ExampleOptions struct {
+	Name        string
+	Controllers int
+	Computes    int
+	// Lab sizes the example for virtual nodes sharing one machine: small
+	// caches and hardware minimums the lab can meet.
+	Lab bool
+}
+
+// Address plan of the example: a /22 management network and a provider
+// network with the same host numbering.
+//
+//	x.x.0.2        upstream time server (the lab runs a stand-in there)
+//	x.x.0.10       database endpoint VIP
+//	x.x.0.11..     controllers
+//	x.x.1.1..      computes
+const (
+	exampleMgmt     = "10.77.0.0/22"
+	exampleProvider = "10.78.0.0/22"
+	// MaxExampleControllers and MaxExampleComputes bound the address plan.
+	MaxExampleControllers = 89
+	MaxExampleComputes    = 766
+)
+
+// ExampleUpstream is the upstream time server address of the example spec.
+const ExampleUpstream = "10.77.0.2"
+
+type exampleNode struct {
+	Name, Role, Mgmt, Provider string
+}
+
+// ExampleYAML returns an annotated spec that validates.
+func ExampleYAML(o ExampleOptions) ([]byte, error) {
+	if o.Name == "" {
+		o.Name = "lab"
+	}
+	if o.Controllers < 1 || o.Controllers > MaxExampleControllers {
+		return nil, fmt.Errorf("--controllers %d: the example supports 1 to %d", o.Controllers, MaxExampleControllers)
+	}
+	if o.Computes < 0 || o.Computes > MaxExampleComputes {
+		return nil, fmt.Errorf("--computes %d: the example supports 0 to %d", o.Computes, MaxExampleComputes)
+	}
+	var nodes []exampleNode
+	for i := 0; i < o.Controllers; i++ {
+		nodes = append(nodes, exampleNode{fmt.Sprintf("ctl%d", i+1), RoleController, hostAddr(exampleMgmt, 11+i), hostAddr(exampleProvider, 11+i)})
+	}
+	for i := 0; i < o.Computes; i++ {
+		nodes = append(nodes, exampleNode{fmt.Sprintf("cmp%d", i+1), RoleCompute, hostAddr(exampleMgmt, 257+i), hostAddr(exampleProvider, 257+i)})
+	}
+	data := map[string]any{
+		"O": o, "Nodes": nodes, "Mgmt": exampleMgmt, "Provider": exampleProvider,
+		"Upstream": ExampleUpstream, "VIP": hostAddr(exampleMgmt, 10),
+		"Partition": DefaultPartitionHandling(o.Controllers),
+	}
+	var b bytes.Buffer
+	if err := exampleTmpl.Execute(&b, data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func hostAddr(cidr string, n int) string {
+	a := netip.MustParsePrefix(cidr).Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+}
+
+var exampleTmpl = template.Must(template.New("example").Parse(`# hastack cluster spec: the highly-available shared services of an OpenStack
+# control plane (time, cache, database, message bus) and the database endpoint.
+# Check it with 'hastack validate'; see every file it produces with
+# 'hastack render --out DIR'. No secret belongs here: passwords and the Erlang
+# cookie are generated into a separate secrets file (mode 0600) beside this one.
+apiVersion: hastack/v1alpha1
+kind: Cluster
+metadata:
+  name: {{.O.Name}}
+spec:
+  # Two networks, as the source document asks for two NICs per node:
+  # management (every engine binds here) and provider (instance traffic).
+  networks:
+  - name: management
+    cidr: {{.Mgmt}}
+  - name: provider
+    cidr: {{.Provider}}
+
+  # Controllers run chrony (serving time), memcached, MariaDB Galera, RabbitMQ
+  # and the database endpoint; computes follow the controllers' time.
+  # 3 controllers tolerate the loss of 1; 2 cannot fail over.
+  nodes:
+{{- range .Nodes}}
+  - name: {{.Name}}
+    role: {{.Role}}
+    address: {{.Mgmt}}
+    interfaces:
+    - {name: eth0, network: management}
+    - {name: eth1, network: provider, address: {{.Provider}}}
+{{- end}}
+
+  # Controllers follow these lower-stratum servers; every other node follows
+  # the controllers. {{if .O.Lab}}In the lab, {{.Upstream}} is a stand-in time server the lab
+  # runs itself (there is no outside network).{{else}}Replace {{.Upstream}} with your site's NTP servers.{{end}}
+  ntp:
+    upstream: [{{.Upstream}}]
+
+  # One memcached per controller, no clustering: clients spread keys over all.
+  memcached:
+    port: 11211
+    memoryMB: {{if .O.Lab}}64{{else}}1024{{end}}
+    maxConnections: 4096
+
+  database:
+    flavor: mariadb            # galera-mysql and percona-xtradb: not supported yet
+    port: 3306
+    sstMethod: mariabackup     # a donor keeps serving during a full transfer (rsync blocks it)
+    gcacheSize: {{if .O.Lab}}128M{{else}}1G{{end}}           # sized so a node that was briefly down rejoins by IST, not a full copy
+    maxConnections: 4096
+    # The one database address services use: HAProxy on every controller sends
+    # all writes to one Synced node, behind a keepalived virtual IP.
+    endpoint:
+      vip: {{.VIP}}
+      port: 3306
+
+  rabbitmq:
+    port: 5672
+    queueType: quorum          # or 'mirrored': the document's classic mirrored queues
+    partitionHandling: {{.Partition}}
+    netTickTime: 10s           # a frozen node leaves the cluster in ~10s, not the default 60s
+    vhost: /
+    user: openstack
+
+  # The source document's hardware table and latency limit; 'hastack check'
+  # measures every node against them.
+  requirements:
+{{- if .O.Lab}}
+    # Lab nodes share one machine, so these are what one lab node can show;
+    # real controllers need the document's 4 cores, 12 GB, 120 GB, 2 NICs.
+    controller: {cores: 1, memoryGB: 1, diskGB: 5, nics: 2}
+    compute: {cores: 1, memoryGB: 1, diskGB: 5, nics: 2}
+{{- else}}
+    controller: {cores: 4, memoryGB: 12, diskGB: 120, nics: 2}
+    compute: {cores: 8, memoryGB: 12, diskGB: 120, nics: 2}
+{{- end}}
+    maxLatency: 2ms
+    maxClockOffset: 50ms
+`))

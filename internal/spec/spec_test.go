@@ -1,0 +1,186 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// expectations reads the '# expect: ...' and '# expect-warnings: N' header
+// lines of a testdata file.
+func expectations(t *testing.T, data []byte) (msgs []string, warnings int) {
+	t.Helper()
+	warnings = -1
+	for _, line := range strings.Split(string(data), "\n") {
+		if s, ok := strings.CutPrefix(line, "# expect: "); ok {
+			msgs = append(msgs, s)
+		}
+		if s, ok := strings.CutPrefix(line, "# expect-warnings: "); ok {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				t.Fatalf("bad expect-warnings %q", s)
+			}
+			warnings = n
+		}
+	}
+	return msgs, warnings
+}
+
+func hasProblem(ps Problems, want string) bool {
+	for _, p := range ps {
+		if strings.Contains(p.String(), want) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSpecFiles(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, nwarn := expectations(t, data)
+			c, ps, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case strings.HasPrefix(name, "valid-"):
+				if ps.Err() != nil {
+					t.Fatalf("valid spec rejected: %v", ps.Err())
+				}
+				if c == nil {
+					t.Fatal("valid spec returned no cluster")
+				}
+				for _, m := range msgs {
+					if !hasProblem(ps.Warnings(), m) {
+						t.Errorf("missing warning %q; got:\n%v", m, ps)
+					}
+				}
+				if nwarn >= 0 && len(ps.Warnings()) != nwarn {
+					t.Errorf("got %d warnings, want %d:\n%v", len(ps.Warnings()), nwarn, ps.Warnings())
+				}
+			case strings.HasPrefix(name, "invalid-"):
+				if ps.Err() == nil {
+					t.Fatalf("invalid spec accepted; problems: %v", ps)
+				}
+				if len(msgs) == 0 {
+					t.Fatal("invalid testdata needs '# expect:' lines")
+				}
+				for _, m := range msgs {
+					if !hasProblem(ps.Errors(), m) {
+						t.Errorf("missing error %q; got:\n%v", m, ps.Err())
+					}
+				}
+			default:
+				t.Fatalf("testdata files are named valid-* or invalid-*")
+			}
+		})
+	}
+}
+
+func TestProblemsCarryLines(t *testing.T) {
+	_, ps, err := Load("testdata/invalid-nodes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range ps.Errors() {
+		if p.Path == "spec.nodes[1].name" {
+			found = true
+			if p.Line != 17 {
+				t.Errorf("spec.nodes[1].name reported at line %d, want 17", p.Line)
+			}
+		}
+	}
+	if !found {
+		t.Error("no problem reported for spec.nodes[1].name")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, ps, err := Load("testdata/valid-minimal.yaml")
+	if err != nil || ps.Err() != nil {
+		t.Fatal(err, ps.Err())
+	}
+	s := c.Spec
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"memcached.port", s.Memcached.Port, 11211},
+		{"database.flavor", s.Database.Flavor, "mariadb"},
+		{"database.clusterName", s.Database.ClusterName, "mini"},
+		{"database.endpoint.port", s.Database.Endpoint.Port, 3306},
+		{"rabbitmq.queueType", s.RabbitMQ.QueueType, "quorum"},
+		{"rabbitmq.partitionHandling", s.RabbitMQ.PartitionHandling, "pause_minority"},
+		{"rabbitmq.netTickTime", s.RabbitMQ.NetTickTime.String(), "10s"},
+		{"requirements.controller.cores", s.Requirements.Controller.Cores, 4},
+		{"requirements.compute.cores", s.Requirements.Compute.Cores, 8},
+		{"requirements.maxLatency", s.Requirements.MaxLatency.String(), "2ms"},
+		{"nodes[0].interfaces[0]", s.Nodes[0].Interfaces[0], Interface{Name: "eth0", Network: "management", Address: "192.0.2.1"}},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if id := s.Database.Endpoint.VirtualRouterID; id < 1 || id > 255 {
+		t.Errorf("virtualRouterID %d out of range", id)
+	}
+}
+
+func TestPartitionHandlingFollowsSize(t *testing.T) {
+	for n, want := range map[int]string{1: "ignore", 2: "autoheal", 3: "pause_minority", 5: "pause_minority"} {
+		if got := DefaultPartitionHandling(n); got != want {
+			t.Errorf("%d nodes: %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestExampleValidates(t *testing.T) {
+	for _, o := range []ExampleOptions{
+		{Name: "lab", Controllers: 3, Computes: 1, Lab: true},
+		{Name: "prod", Controllers: 3, Computes: 2},
+		{Name: "big", Controllers: 5, Computes: 495},
+		{Name: "one", Controllers: 1},
+	} {
+		data, err := ExampleYAML(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, ps := Parse(data)
+		if ps.Err() != nil {
+			t.Fatalf("%+v: example does not validate: %v\n%s", o, ps.Err(), data)
+		}
+		if got := len(c.Controllers()); got != o.Controllers {
+			t.Errorf("%+v: %d controllers", o, got)
+		}
+		if got := len(c.Computes()); got != o.Computes {
+			t.Errorf("%+v: %d computes", o, got)
+		}
+		if o.Controllers == 3 && len(ps.Warnings()) != 0 {
+			t.Errorf("%+v: the 3-controller example should have no warnings: %v", o, ps.Warnings())
+		}
+	}
+	if _, err := ExampleYAML(ExampleOptions{Controllers: 0}); err == nil {
+		t.Error("0 controllers accepted")
+	}
+}
+
+func TestEveryErrorAtOnce(t *testing.T) {
+	_, ps, _ := Load("testdata/invalid-nodes.yaml")
+	if n := len(ps.Errors()); n < 8 {
+		t.Errorf("only %d errors reported; every problem must be reported at once:\n%v", n, ps.Err())
+	}
+}

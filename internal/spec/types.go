@@ -1,0 +1,222 @@
+// Package spec holds the cluster specification (hastack.yaml): its types,
+// strict loading, defaults and validation. Every other package reads the
+// cluster through these types; none of them parses YAML on its own.
+package spec
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// APIVersion and Kind identify a hastack cluster spec.
+const (
+	APIVersion = "hastack/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Node roles.
+const (
+	RoleController = "controller"
+	RoleCompute    = "compute"
+)
+
+// ManagementNetwork is the network every node's address lives on; all
+// engines bind to it.
+const ManagementNetwork = "management"
+
+// Database flavours named by the source document. Only MariaDB is supported.
+const (
+	FlavorMariaDB       = "mariadb"
+	FlavorGaleraMySQL   = "galera-mysql"
+	FlavorPerconaXtraDB = "percona-xtradb"
+)
+
+// RabbitMQ queue types.
+const (
+	QueueQuorum   = "quorum"
+	QueueMirrored = "mirrored"
+)
+
+// Cluster is the whole hastack.yaml document.
+type Cluster struct {
+	APIVersion string      `yaml:"apiVersion"`
+	Kind       string      `yaml:"kind"`
+	Metadata   Metadata    `yaml:"metadata"`
+	Spec       ClusterSpec `yaml:"spec"`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `yaml:"name"`
+}
+
+// ClusterSpec is everything under spec:.
+type ClusterSpec struct {
+	Networks     []Network    `yaml:"networks"`
+	Nodes        []Node       `yaml:"nodes"`
+	NTP          NTP          `yaml:"ntp"`
+	Memcached    Memcached    `yaml:"memcached"`
+	Database     Database     `yaml:"database"`
+	RabbitMQ     RabbitMQ     `yaml:"rabbitmq"`
+	Requirements Requirements `yaml:"requirements"`
+}
+
+// Network is a layer-2 network the nodes share, e.g. management or provider.
+type Network struct {
+	Name string `yaml:"name"`
+	CIDR string `yaml:"cidr"`
+}
+
+// Node is one host of the control plane or of the compute pool.
+type Node struct {
+	Name       string      `yaml:"name"`
+	Role       string      `yaml:"role"`
+	Address    string      `yaml:"address"`
+	Interfaces []Interface `yaml:"interfaces"`
+}
+
+// Interface is one NIC of a node, attached to one of spec.networks.
+type Interface struct {
+	Name    string `yaml:"name"`
+	Network string `yaml:"network"`
+	// Address is optional except that the management interface always
+	// carries the node's address. Provider NICs are often unaddressed.
+	Address string `yaml:"address,omitempty"`
+}
+
+// NTP configures the time hierarchy of the source document: controllers
+// follow Upstream, every other node follows the controllers.
+type NTP struct {
+	Upstream []string `yaml:"upstream"`
+}
+
+// Memcached configures the one memcached instance on every controller.
+type Memcached struct {
+	Port           int `yaml:"port"`
+	MemoryMB       int `yaml:"memoryMB"`
+	MaxConnections int `yaml:"maxConnections"`
+}
+
+// Database configures the Galera cluster on the controllers and the single
+// endpoint services connect to.
+type Database struct {
+	Flavor         string   `yaml:"flavor"`
+	Port           int      `yaml:"port"`
+	ClusterName    string   `yaml:"clusterName"`
+	SSTMethod      string   `yaml:"sstMethod"`
+	GCacheSize     string   `yaml:"gcacheSize"`
+	MaxConnections int      `yaml:"maxConnections"`
+	Endpoint       Endpoint `yaml:"endpoint"`
+}
+
+// Endpoint is the database endpoint: HAProxy on every controller behind a
+// keepalived virtual IP, sending every write to one Synced Galera node.
+type Endpoint struct {
+	VIP             string `yaml:"vip"`
+	Port            int    `yaml:"port"`
+	CheckPort       int    `yaml:"checkPort"`
+	StatsPort       int    `yaml:"statsPort"`
+	PeersPort       int    `yaml:"peersPort"`
+	VirtualRouterID int    `yaml:"virtualRouterID"`
+}
+
+// RabbitMQ configures the message bus cluster on the controllers.
+type RabbitMQ struct {
+	Port              int      `yaml:"port"`
+	ManagementPort    int      `yaml:"managementPort"`
+	DistPort          int      `yaml:"distPort"`
+	QueueType         string   `yaml:"queueType"`
+	PartitionHandling string   `yaml:"partitionHandling"`
+	NetTickTime       Duration `yaml:"netTickTime"`
+	VHost             string   `yaml:"vhost"`
+	User              string   `yaml:"user"`
+}
+
+// Requirements are the minimums of the source document's hardware table and
+// its latency limit, plus the clock offset hastack tolerates.
+type Requirements struct {
+	Controller     Minimums `yaml:"controller"`
+	Compute        Minimums `yaml:"compute"`
+	MaxLatency     Duration `yaml:"maxLatency"`
+	MaxClockOffset Duration `yaml:"maxClockOffset"`
+}
+
+// Minimums is the least hardware one node of a role must have.
+type Minimums struct {
+	Cores    int `yaml:"cores"`
+	MemoryGB int `yaml:"memoryGB"`
+	DiskGB   int `yaml:"diskGB"`
+	NICs     int `yaml:"nics"`
+}
+
+// Duration is a time.Duration written as "2ms", "10s" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML accepts Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write e.g. 2ms, 10s)", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the Go duration syntax.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Controllers returns the controller nodes in spec order.
+func (c *Cluster) Controllers() []Node { return c.byRole(RoleController) }
+
+// Computes returns the compute nodes in spec order.
+func (c *Cluster) Computes() []Node { return c.byRole(RoleCompute) }
+
+func (c *Cluster) byRole(role string) []Node {
+	var out []Node
+	for _, n := range c.Spec.Nodes {
+		if n.Role == role {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Node returns the node with the given name.
+func (c *Cluster) Node(name string) (Node, bool) {
+	for _, n := range c.Spec.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// Network returns the network with the given name.
+func (c *Cluster) Network(name string) (Network, bool) {
+	for _, n := range c.Spec.Networks {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Network{}, false
+}
+
+// ManagementInterface returns the node's NIC on the management network.
+func (n Node) ManagementInterface() (Interface, bool) {
+	for _, i := range n.Interfaces {
+		if i.Network == ManagementNetwork {
+			return i, true
+		}
+	}
+	return Interface{}, false
+}
+
+// IsController reports whether the node runs the shared services.
+func (n Node) IsController() bool { return n.Role == RoleController }

@@ -1,0 +1,401 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var (
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	ifName     = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+	hostOrIP   = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,252})$`)
+	sizeSuffix = regexp.MustCompile(`^[1-9][0-9]*[MG]$`)
+	vhostChars = regexp.MustCompile(`^/?[A-Za-z0-9_.-]*$`)
+	userChars  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+)
+
+// SSTMethods are the state snapshot transfer methods hastack renders.
+var SSTMethods = []string{"mariabackup", "rsync"}
+
+// Validate returns every problem of a defaulted spec at once: errors for
+// what cannot work, warnings for what works with consequences.
+func (c *Cluster) Validate() Problems {
+	v := &validator{}
+	c.validateHeader(v)
+	nets := c.validateNetworks(v)
+	c.validateNodes(v, nets)
+	c.validateTopology(v)
+	c.validateNTP(v)
+	c.validateEngines(v, nets)
+	c.validateRequirements(v)
+	return v.ps
+}
+
+type validator struct{ ps Problems }
+
+func (v *validator) errf(path, format string, a ...any) {
+	v.ps = append(v.ps, Problem{Severity: Error, Path: path, Message: fmt.Sprintf(format, a...)})
+}
+
+func (v *validator) warnf(path, format string, a ...any) {
+	v.ps = append(v.ps, Problem{Severity: Warning, Path: path, Message: fmt.Sprintf(format, a...)})
+}
+
+func (c *Cluster) validateHeader(v *validator) {
+	if c.APIVersion != APIVersion {
+		v.errf("apiVersion", "must be %q, not %q", APIVersion, c.APIVersion)
+	}
+	if c.Kind != Kind {
+		v.errf("kind", "must be %q, not %q", Kind, c.Kind)
+	}
+	if !dnsLabel.MatchString(c.Metadata.Name) {
+		v.errf("metadata.name", "%q is not a valid cluster name: use 1-63 lower-case letters, digits and '-'", c.Metadata.Name)
+	}
+}
+
+func (c *Cluster) validateNetworks(v *validator) map[string]netip.Prefix {
+	nets := map[string]netip.Prefix{}
+	for i, n := range c.Spec.Networks {
+		p := fmt.Sprintf("spec.networks[%d]", i)
+		if !dnsLabel.MatchString(n.Name) {
+			v.errf(p+".name", "%q is not a valid network name: use lower-case letters, digits and '-'", n.Name)
+		} else if _, dup := nets[n.Name]; dup {
+			v.errf(p+".name", "network %q is defined twice", n.Name)
+			continue
+		}
+		pfx, err := netip.ParsePrefix(n.CIDR)
+		if err != nil || !pfx.Addr().Is4() {
+			v.errf(p+".cidr", "%q is not an IPv4 CIDR such as 10.0.0.0/24", n.CIDR)
+			continue
+		}
+		if pfx.Masked() != pfx {
+			v.errf(p+".cidr", "%q has host bits set; the network is %s", n.CIDR, pfx.Masked())
+			continue
+		}
+		for name, other := range nets {
+			if other.Overlaps(pfx) {
+				v.errf(p+".cidr", "%s overlaps network %q (%s)", pfx, name, other)
+			}
+		}
+		nets[n.Name] = pfx
+	}
+	if _, ok := nets[ManagementNetwork]; !ok {
+		v.errf("spec.networks", "no network named %q: every node's address and every engine live on it", ManagementNetwork)
+	}
+	return nets
+}
+
+func (c *Cluster) validateNodes(v *validator, nets map[string]netip.Prefix) {
+	if len(c.Spec.Nodes) == 0 {
+		v.errf("spec.nodes", "no nodes: list at least one controller")
+		return
+	}
+	names := map[string]int{}
+	addrs := map[netip.Addr]string{}
+	mgmt, haveMgmt := nets[ManagementNetwork]
+	for i, n := range c.Spec.Nodes {
+		p := fmt.Sprintf("spec.nodes[%d]", i)
+		switch {
+		case n.Name == "":
+			v.errf(p+".name", "missing: every node needs a name (its hostname)")
+		case !dnsLabel.MatchString(n.Name):
+			v.errf(p+".name", "%q is not a valid hostname: use lower-case letters, digits and '-' (RabbitMQ node names are rabbit@<name>)", n.Name)
+		default:
+			if j, dup := names[n.Name]; dup {
+				v.errf(p+".name", "duplicate of spec.nodes[%d].name %q", j, n.Name)
+			} else {
+				names[n.Name] = i
+			}
+		}
+		if n.Role != RoleController && n.Role != RoleCompute {
+			v.errf(p+".role", "%q is not a role: use %q or %q", n.Role, RoleController, RoleCompute)
+		}
+		a, err := netip.ParseAddr(n.Address)
+		switch {
+		case n.Address == "":
+			v.errf(p+".address", "missing: the node's management address")
+		case err != nil || !a.Is4():
+			v.errf(p+".address", "%q is not an IPv4 address", n.Address)
+		default:
+			if other, dup := addrs[a]; dup {
+				v.errf(p+".address", "duplicate of %s", other)
+			} else {
+				addrs[a] = p + ".address"
+			}
+			if haveMgmt {
+				checkHostAddr(v, p+".address", a, mgmt, ManagementNetwork)
+			}
+		}
+		c.validateInterfaces(v, p, n, nets, addrs)
+	}
+}
+
+func (c *Cluster) validateInterfaces(v *validator, p string, n Node, nets map[string]netip.Prefix, addrs map[netip.Addr]string) {
+	ifnames := map[string]bool{}
+	mgmtCount := 0
+	for j, ifc := range n.Interfaces {
+		ip := fmt.Sprintf("%s.interfaces[%d]", p, j)
+		if !ifName.MatchString(ifc.Name) {
+			v.errf(ip+".name", "%q is not a valid interface name (1-15 characters: letters, digits, _ . -)", ifc.Name)
+		} else if ifnames[ifc.Name] {
+			v.errf(ip+".name", "interface %q is listed twice on node %s", ifc.Name, n.Name)
+		}
+		ifnames[ifc.Name] = true
+		pfx, known := nets[ifc.Network]
+		if !known {
+			v.errf(ip+".network", "%q is not one of spec.networks", ifc.Network)
+		}
+		if ifc.Network == ManagementNetwork {
+			mgmtCount++
+			if ifc.Address != n.Address {
+				v.errf(ip+".address", "%q differs from the node's address %q: the management interface carries the node's address", ifc.Address, n.Address)
+			}
+			continue
+		}
+		if ifc.Address == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(ifc.Address)
+		if err != nil || !a.Is4() {
+			v.errf(ip+".address", "%q is not an IPv4 address", ifc.Address)
+			continue
+		}
+		if other, dup := addrs[a]; dup {
+			v.errf(ip+".address", "duplicate of %s", other)
+		} else {
+			addrs[a] = ip + ".address"
+		}
+		if known {
+			checkHostAddr(v, ip+".address", a, pfx, ifc.Network)
+		}
+	}
+	switch {
+	case mgmtCount == 0:
+		v.errf(p+".interfaces", "node %s has no interface on the %q network", n.Name, ManagementNetwork)
+	case mgmtCount > 1:
+		v.errf(p+".interfaces", "node %s has %d interfaces on the %q network; give it exactly one", n.Name, mgmtCount, ManagementNetwork)
+	}
+	if len(n.Interfaces) < 2 {
+		v.warnf(p+".interfaces", "node %s has %d NIC; the source document asks for 2 (management + provider), so instance traffic would share the management network", n.Name, len(n.Interfaces))
+	}
+}
+
+func checkHostAddr(v *validator, path string, a netip.Addr, pfx netip.Prefix, network string) {
+	if !pfx.Contains(a) {
+		v.errf(path, "%s is outside the %s network %s", a, network, pfx)
+		return
+	}
+	if pfx.Bits() <= 30 && (a == pfx.Addr() || a == lastAddr(pfx)) {
+		v.errf(path, "%s is the network or broadcast address of %s", a, pfx)
+	}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n |= (1 << host) - 1
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+func (c *Cluster) validateTopology(v *validator) {
+	n := len(c.Controllers())
+	r := c.Spec.RabbitMQ
+	switch {
+	case n == 0:
+		v.errf("spec.nodes", "no controller: the database, message bus and cache run on controllers; give at least one node role %q (3 for high availability)", RoleController)
+		return
+	case n == 1:
+		v.warnf("spec.nodes", "1 controller: nothing is highly available; any failure of it stops the database, the bus and the cache (use 3)")
+	case n == 2:
+		v.warnf("spec.database", "2 Galera nodes cannot fail over: when one fails, the other loses quorum and stops taking writes until an operator acts (use 3)")
+	case n%2 == 0:
+		v.warnf("spec.database", "%d Galera nodes: an even split (%d|%d) leaves no majority and stops writes on both halves; an odd number avoids that", n, n/2, n/2)
+	}
+	if n == 2 && r.QueueType == QueueQuorum {
+		v.warnf("spec.rabbitmq.queueType", "quorum queues on 2 RabbitMQ nodes tolerate no failure: losing either node stops them (fine for tests and demos, use 3 in production)")
+	}
+	if n == 2 && r.PartitionHandling == PartitionPauseMinority {
+		v.errf("spec.rabbitmq.partitionHandling", "pause_minority on 2 nodes pauses both halves of any partition, so the bus stops; use autoheal (or 3+ controllers)")
+	}
+}
+
+func (c *Cluster) validateNTP(v *validator) {
+	ups := c.Spec.NTP.Upstream
+	if len(ups) == 0 {
+		v.warnf("spec.ntp.upstream", "no upstream servers: the controllers keep one time among themselves (orphan mode) but drift from true time; list your site's lower-stratum servers")
+	}
+	seen := map[string]bool{}
+	for i, u := range ups {
+		p := fmt.Sprintf("spec.ntp.upstream[%d]", i)
+		if !hostOrIP.MatchString(u) {
+			v.errf(p, "%q is not a host name or IP address", u)
+		}
+		if seen[u] {
+			v.errf(p, "%q is listed twice", u)
+		}
+		seen[u] = true
+		for _, n := range c.Controllers() {
+			if u == n.Name || u == n.Address {
+				v.errf(p, "%q is controller %s; upstream servers must be more accurate sources outside the controllers", u, n.Name)
+			}
+		}
+	}
+	if len(ups) == 2 {
+		v.warnf("spec.ntp.upstream", "2 upstream servers cannot out-vote each other when they disagree; 1 or 3+ are better")
+	}
+}
+
+func (c *Cluster) validateEngines(v *validator, nets map[string]netip.Prefix) {
+	s := c.Spec
+	checkPort(v, "spec.memcached.port", s.Memcached.Port)
+	if s.Memcached.MemoryMB < 16 {
+		v.errf("spec.memcached.memoryMB", "%d MB is too small; memcached needs at least 16", s.Memcached.MemoryMB)
+	}
+	if s.Memcached.MaxConnections < 1 {
+		v.errf("spec.memcached.maxConnections", "must be positive")
+	}
+
+	d := s.Database
+	switch d.Flavor {
+	case FlavorMariaDB:
+	case FlavorGaleraMySQL, FlavorPerconaXtraDB:
+		v.errf("spec.database.flavor", "%q is not supported yet: only %q is built and tested; the others need their own packages and SST tooling", d.Flavor, FlavorMariaDB)
+	default:
+		v.errf("spec.database.flavor", "%q is not a Galera flavour: use %q (%q and %q are planned)", d.Flavor, FlavorMariaDB, FlavorGaleraMySQL, FlavorPerconaXtraDB)
+	}
+	checkPort(v, "spec.database.port", d.Port)
+	if !dnsLabel.MatchString(strings.ToLower(d.ClusterName)) {
+		v.errf("spec.database.clusterName", "%q: use letters, digits and '-'", d.ClusterName)
+	}
+	if !slices.Contains(SSTMethods, d.SSTMethod) {
+		v.errf("spec.database.sstMethod", "%q is not supported: use one of %s", d.SSTMethod, strings.Join(SSTMethods, ", "))
+	}
+	if !sizeSuffix.MatchString(d.GCacheSize) {
+		v.errf("spec.database.gcacheSize", "%q is not a size such as 512M or 2G", d.GCacheSize)
+	}
+	if d.MaxConnections < 10 {
+		v.errf("spec.database.maxConnections", "%d is too low for OpenStack services (each worker holds a pool)", d.MaxConnections)
+	}
+	e := d.Endpoint
+	vip, err := netip.ParseAddr(e.VIP)
+	switch {
+	case e.VIP == "":
+		v.errf("spec.database.endpoint.vip", "missing: the virtual IP services connect to for the database (a free address on the management network)")
+	case err != nil || !vip.Is4():
+		v.errf("spec.database.endpoint.vip", "%q is not an IPv4 address", e.VIP)
+	default:
+		if m, ok := nets[ManagementNetwork]; ok {
+			checkHostAddr(v, "spec.database.endpoint.vip", vip, m, ManagementNetwork)
+		}
+		for i, n := range s.Nodes {
+			if n.Address == e.VIP {
+				v.errf("spec.database.endpoint.vip", "%s is spec.nodes[%d] (%s); the VIP must be an address no node owns", e.VIP, i, n.Name)
+			}
+		}
+	}
+	if e.VirtualRouterID < 1 || e.VirtualRouterID > 255 {
+		v.errf("spec.database.endpoint.virtualRouterID", "%d is outside 1-255", e.VirtualRouterID)
+	}
+
+	r := s.RabbitMQ
+	switch r.QueueType {
+	case QueueQuorum:
+	case QueueMirrored:
+		v.warnf("spec.rabbitmq.queueType", "classic mirrored queues are deprecated in RabbitMQ 3.x and removed in 4.0; hastack promotes only synchronised mirrors so no acknowledged message is lost, at the cost of availability while a mirror syncs")
+	default:
+		v.errf("spec.rabbitmq.queueType", "%q is not a queue type: use %q (default) or %q", r.QueueType, QueueQuorum, QueueMirrored)
+	}
+	switch r.PartitionHandling {
+	case PartitionPauseMinority, PartitionAutoheal:
+	case PartitionIgnore:
+		if len(c.Controllers()) > 1 {
+			v.warnf("spec.rabbitmq.partitionHandling", "ignore leaves both sides of a partition running and diverging; an operator must restart one side (use %s)", DefaultPartitionHandling(len(c.Controllers())))
+		}
+	default:
+		v.errf("spec.rabbitmq.partitionHandling", "%q is not supported: use pause_minority, autoheal or ignore", r.PartitionHandling)
+	}
+	if t := r.NetTickTime.Duration; t < time.Second || t%time.Second != 0 {
+		v.errf("spec.rabbitmq.netTickTime", "%s must be a whole number of seconds, at least 1s", t)
+	} else if t < 5*time.Second {
+		v.warnf("spec.rabbitmq.netTickTime", "%s is below 5s: short network hiccups will look like partitions", t)
+	}
+	if !vhostChars.MatchString(r.VHost) {
+		v.errf("spec.rabbitmq.vhost", "%q: use letters, digits, '_', '.', '-' and an optional leading '/'", r.VHost)
+	}
+	if !userChars.MatchString(r.User) || r.User == "guest" {
+		v.errf("spec.rabbitmq.user", "%q: use a lower-case name other than guest (guest is removed)", r.User)
+	}
+	for _, p := range []struct {
+		path string
+		port int
+	}{
+		{"spec.rabbitmq.port", r.Port}, {"spec.rabbitmq.managementPort", r.ManagementPort}, {"spec.rabbitmq.distPort", r.DistPort},
+		{"spec.database.endpoint.port", e.Port}, {"spec.database.endpoint.checkPort", e.CheckPort},
+		{"spec.database.endpoint.statsPort", e.StatsPort}, {"spec.database.endpoint.peersPort", e.PeersPort},
+	} {
+		checkPort(v, p.path, p.port)
+	}
+	c.validatePortClashes(v)
+}
+
+// validatePortClashes finds two engines on one controller address and port.
+// The endpoint listens on the VIP, so it may share the database's port.
+func (c *Cluster) validatePortClashes(v *validator) {
+	s := c.Spec
+	used := map[int]string{}
+	for _, p := range []struct {
+		path string
+		port int
+	}{
+		{"spec.memcached.port", s.Memcached.Port},
+		{"spec.database.port", s.Database.Port},
+		{"spec.database.endpoint.checkPort", s.Database.Endpoint.CheckPort},
+		{"spec.database.endpoint.statsPort", s.Database.Endpoint.StatsPort},
+		{"spec.database.endpoint.peersPort", s.Database.Endpoint.PeersPort},
+		{"spec.rabbitmq.port", s.RabbitMQ.Port},
+		{"spec.rabbitmq.managementPort", s.RabbitMQ.ManagementPort},
+		{"spec.rabbitmq.distPort", s.RabbitMQ.DistPort},
+		{"Galera replication (fixed)", GaleraReplicationPort},
+		{"Galera IST (fixed)", GaleraISTPort},
+		{"Galera SST (fixed)", GaleraSSTPort},
+		{"epmd (fixed)", 4369},
+		{"NTP (fixed)", NTPPort},
+	} {
+		if other, dup := used[p.port]; dup && strings.HasPrefix(p.path, "spec.") {
+			v.errf(p.path, "port %d is already used by %s on every controller", p.port, other)
+			continue
+		}
+		used[p.port] = p.path
+	}
+}
+
+func (c *Cluster) validateRequirements(v *validator) {
+	q := c.Spec.Requirements
+	for _, m := range []struct {
+		path string
+		m    Minimums
+	}{{"spec.requirements.controller", q.Controller}, {"spec.requirements.compute", q.Compute}} {
+		if m.m.Cores < 0 || m.m.MemoryGB < 0 || m.m.DiskGB < 0 || m.m.NICs < 0 {
+			v.errf(m.path, "minimums cannot be negative")
+		}
+	}
+	if q.MaxLatency.Duration <= 0 {
+		v.errf("spec.requirements.maxLatency", "must be positive")
+	} else if q.MaxLatency.Duration > 2*time.Millisecond {
+		v.warnf("spec.requirements.maxLatency", "%s is above the document's 2ms; Galera and RabbitMQ stay correct but every commit waits for the slowest controller", q.MaxLatency.Duration)
+	}
+	if q.MaxClockOffset.Duration <= 0 {
+		v.errf("spec.requirements.maxClockOffset", "must be positive")
+	}
+}
+
+func checkPort(v *validator, path string, port int) {
+	if port < 1 || port > 65535 {
+		v.errf(path, "%d is not a TCP port (1-65535)", port)
+	}
+}
