@@ -1,0 +1,116 @@
+// Package cli maps hastack's command line onto the library. It stays thin:
+// each command turns flags into options and calls one function.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Streams are the standard streams a command reads and writes.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// ExitError carries the process exit code for main.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Exit codes shared by every command.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1
+	ExitUsage   = 2
+	defaultSpec = "hastack.yaml"
+)
+
+// ExitCode maps an error returned by Run to a process exit code.
+func ExitCode(err error) int {
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.Code
+	default:
+		return ExitFailed
+	}
+}
+
+// Run executes the hastack command line.
+func Run(ctx context.Context, s Streams, args []string) error {
+	root := newRoot(s)
+	root.SetArgs(args)
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	err := root.ExecuteContext(ctx)
+	if err != nil && !isExit(err) {
+		// Cobra's own errors are usage errors: unknown flag or command,
+		// wrong number of arguments.
+		var ue *usageError
+		if errors.As(err, &ue) || isCobraUsage(err) {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+	}
+	return err
+}
+
+func isExit(err error) bool {
+	var ee *ExitError
+	return errors.As(err, &ee)
+}
+
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error {
+	return &ExitError{Code: ExitUsage, Err: &usageError{fmt.Sprintf(format, a...)}}
+}
+
+// isCobraUsage recognises errors that cobra produces from argument and
+// flag parsing (it has no error type for them).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRoot(s Streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hastack",
+		Short: "Build, verify, operate and drill the HA shared services of an OpenStack control plane",
+		Long: `hastack builds, verifies, operates and drills the highly-available shared
+services every OpenStack control plane stands on: time (chrony), cache
+(memcached), database (MariaDB Galera), message bus (RabbitMQ) and the
+database endpoint (HAProxy + keepalived), on real hosts or on a lab of
+virtual nodes on one Linux machine.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInit(s), newValidate(s), newRender(s))
+	return root
+}

@@ -1,0 +1,85 @@
+// Package chrony runs time in the source document's hierarchy: controllers
+// follow the lower-stratum upstream servers and keep one time among
+// themselves if those are lost; every other node follows the controllers.
+package chrony
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// ConfigPath is where Debian's chronyd reads its configuration.
+const ConfigPath = "/etc/chrony/chrony.conf"
+
+// OrphanStratum is the stratum controllers serve at when every upstream
+// server is gone.
+const OrphanStratum = 10
+
+// Renderer renders chrony.conf for every node.
+type Renderer struct{}
+
+// Name implements engine.Renderer.
+func (Renderer) Name() string { return "chrony" }
+
+// Files implements engine.Renderer.
+func (Renderer) Files(c *spec.Cluster, n spec.Node, _ secrets.Source) ([]engine.File, error) {
+	var b strings.Builder
+	b.WriteString(engine.Header("#", c, n))
+	if n.IsController() {
+		controllerConfig(&b, c, n)
+	} else {
+		clientConfig(&b, c)
+	}
+	b.WriteString(`
+# Step the clock only during the first 3 updates (boot); afterwards slew it,
+# so that databases and token expiry never see time jump.
+makestep 1 3
+driftfile /var/lib/chrony/chrony.drift
+rtcsync
+# No UDP command port: chronyc on the node uses the local socket.
+cmdport 0
+`)
+	return []engine.File{engine.Config(ConfigPath, b.String())}, nil
+}
+
+func controllerConfig(b *strings.Builder, c *spec.Cluster, n spec.Node) {
+	b.WriteString("\n# Controllers follow the more accurate, lower-stratum upstream servers\n")
+	b.WriteString("# (source document: NTP). iburst: 4 quick first polls, synchronised in seconds.\n")
+	for _, u := range c.Spec.NTP.Upstream {
+		fmt.Fprintf(b, "server %s iburst\n", u)
+	}
+	others := 0
+	for _, o := range c.Controllers() {
+		if o.Name == n.Name {
+			continue
+		}
+		if others == 0 {
+			b.WriteString("\n# The other controllers: if every upstream server is lost they still agree\n")
+			b.WriteString("# on one time (orphan mode below) instead of drifting apart.\n")
+		}
+		fmt.Fprintf(b, "server %s iburst\n", o.Address)
+		others++
+	}
+	mgmt, _ := c.Network(spec.ManagementNetwork)
+	fmt.Fprintf(b, `
+# Orphan mode: without upstream, the controllers serve time at stratum %d and
+# one of them becomes the common reference, so every node keeps agreeing.
+local stratum %d orphan
+
+# Serve time to the other nodes, on the management network only.
+allow %s
+bindaddress %s
+`, OrphanStratum, OrphanStratum, mgmt.CIDR, n.Address)
+}
+
+func clientConfig(b *strings.Builder, c *spec.Cluster) {
+	b.WriteString("\n# Every node other than a controller follows the controllers (source document:\n")
+	b.WriteString("# NTP), by address so that time does not depend on name resolution at boot.\n")
+	for _, o := range c.Controllers() {
+		fmt.Fprintf(b, "server %s iburst\n", o.Address)
+	}
+}
