@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// labFlags are shared by every lab command. The state folder and prefix
+// let tests (and the curious) run a lab beside the default one.
+type labFlags struct {
+	stateDir string
+	prefix   string
+}
+
+func (f *labFlags) options(s Streams) lab.Options {
+	return lab.Options{StateDir: f.stateDir, Prefix: f.prefix, Log: func(format string, a ...any) {
+		fmt.Fprintf(s.Out, format+"\n", a...)
+	}}
+}
+
+func (f *labFlags) open(s Streams) (*lab.Lab, error) {
+	return lab.Open(f.options(s))
+}
+
+func newLab(s Streams) *cobra.Command {
+	f := &labFlags{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Virtual nodes on this machine: up, list, exec, snapshots, faults, down",
+		Long: `A lab is one virtual node per spec node on this Linux machine: each node has
+its own network namespace (management and provider NICs on host bridges),
+hostname, PID namespace, and private copies of the engines' folders at their
+standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.`,
+		Example: `  hastack lab up                  # default lab: 3 controllers, 1 compute
+  hastack lab list
+  hastack lab exec ctl1 -- hostname
+  hastack lab down`,
+	}
+	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", lab.DefaultStateDir, "where the lab keeps its state, node folders and snapshots")
+	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "hs", "prefix of the lab's bridges, veths and namespaces (at most 4 characters)")
+	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
+		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
+	return cmd
+}
+
+// DefaultLab shapes the lab made when no spec is given.
+var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, Lab: true}
+
+func newLabUp(s Streams, f *labFlags) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Make one virtual node per spec node",
+		Long: `Make one virtual node per node of the spec, plus a stand-in time server for
+each upstream NTP address (the lab has no internet). With no -f and no
+./hastack.yaml, a default lab of 3 controllers and 1 compute is made and its
+spec written to ./hastack.yaml, so every other command finds it.`,
+		Example: `  hastack lab up
+  hastack lab up -f big.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := file
+			if path == "" {
+				path = defaultSpec
+				if _, err := os.Stat(path); os.IsNotExist(err) {
+					data, err := spec.ExampleYAML(defaultLab)
+					if err != nil {
+						return err
+					}
+					// Validate before writing: nothing is written for a
+					// spec that cannot be used.
+					if c, ps := spec.Parse(data); ps.Err() != nil || c == nil {
+						return fmt.Errorf("default lab spec: %v", ps.Err())
+					}
+					if err := os.WriteFile(path, data, 0o644); err != nil {
+						return err
+					}
+					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
+				}
+			}
+			c, err := loadSpec(path, s.Err)
+			if err != nil {
+				return err
+			}
+			_, err = lab.Up(cmd.Context(), c, path, f.options(s))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(s.Out, "next: hastack lab list; hastack lab exec <node> -- <command>; hastack lab down")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	return cmd
+}
+
+func newLabList(s Streams, f *labFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "One line per lab node: name, role, addresses",
+		Example: "  hastack lab list\n  hastack lab list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" && output != "text" {
+				return usagef("-o %q: use json or text", output)
+			}
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			entries := l.List()
+			if output == "json" {
+				if entries == nil {
+					entries = []lab.Entry{}
+				}
+				enc := json.NewEncoder(s.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(entries)
+			}
+			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tOTHER ADDRESSES\tSTATE")
+			for _, e := range entries {
+				var other []string
+				for netName, a := range e.Addresses {
+					if a != e.Address {
+						other = append(other, netName+"="+a)
+					}
+				}
+				state := "running"
+				if !e.Running {
+					state = "GONE"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, e.Role, e.Address, strings.Join(other, ","), state)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newLabExec(s Streams, f *labFlags) *cobra.Command {
+	var user string
+	cmd := &cobra.Command{
+		Use:   "exec NODE [-- COMMAND...]",
+		Short: "Run a command (or a shell) inside a lab node",
+		Long: `Run a command inside a lab node: its namespaces, its hostname, its folders.
+Standard input, output and the exit code pass through. With no command, a
+login shell.`,
+		Example: "  hastack lab exec ctl1 -- hostname\n  hastack lab exec ctl2",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			nd, err := l.Node(args[0])
+			if err != nil {
+				return err
+			}
+			argv := args[1:]
+			if len(argv) == 0 {
+				argv = []string{"/bin/bash", "-l"}
+			}
+			c, err := nd.Command(cmd.Context(), argv, user, "", nil)
+			if err != nil {
+				return err
+			}
+			c.Stdin, c.Stdout, c.Stderr = s.In, s.Out, s.Err
+			err = c.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return &ExitError{Code: ee.ExitCode()}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&user, "user", "u", "", "run as this user")
+	return cmd
+}
+
+func newLabDown(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove everything the lab made",
+		Long: `Remove every node (and every process in it), network namespace, veth, bridge,
+firewall rule and file the lab made. Safe to repeat; works after a
+half-finished 'lab up' and from a new shell. The spec file is kept.`,
+		Example: "  hastack lab down",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.Down(cmd.Context(), f.options(s))
+		},
+	}
+}
+
+func newLabSnapshot(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "snapshot NAME",
+		Short: "Capture every node's state (engines stopped while copying)",
+		Long: `Stop every service on every node (in reverse start order), copy every node's
+folders, and start the services again. The copy is consistent: no engine
+writes while it is taken.`,
+		Example: "  hastack lab snapshot before-upgrade",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			info, err := l.Snapshot(cmd.Context(), args[0], nil)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "snapshot %s: %d MB, %d services\n", info.Name, info.Bytes>>20, len(info.Services))
+			return nil
+		},
+	}
+}
+
+func newLabRollback(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rollback NAME",
+		Short:   "Restore every node to a snapshot and start what ran then",
+		Example: "  hastack lab rollback before-upgrade",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			return l.Rollback(cmd.Context(), args[0], nil)
+		},
+	}
+}
+
+func newLabSnapshots(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "snapshots",
+		Short:   "List the lab's snapshots",
+		Example: "  hastack lab snapshots",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			all, err := l.Snapshots()
+			if err != nil {
+				return err
+			}
+			if len(all) == 0 {
+				fmt.Fprintln(s.Out, "no snapshots; take one with 'hastack lab snapshot NAME'")
+				return nil
+			}
+			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTAKEN\tSIZE\tSERVICES")
+			for _, i := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%d MB\t%d\n", i.Name, i.Created.Local().Format("2006-01-02 15:04:05"), i.Bytes>>20, len(i.Services))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newLabFault(s Streams, f *labFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fault",
+		Short: "Break lab nodes on purpose: kill, freeze/thaw, partition/heal",
+		Example: `  hastack lab fault kill ctl2 mariadb
+  hastack lab fault freeze ctl3 && hastack lab fault thaw ctl3
+  hastack lab fault partition ctl1 && hastack lab fault heal ctl1`,
+	}
+	type faultFn func(l *lab.Lab, cmd *cobra.Command, args []string) (string, error)
+	add := func(use, short string, nargs cobra.PositionalArgs, fn faultFn) {
+		cmd.AddCommand(&cobra.Command{
+			Use: use, Short: short, Args: nargs,
+			Example: "  hastack lab fault " + use,
+			RunE: func(c *cobra.Command, args []string) error {
+				l, err := f.open(s)
+				if err != nil {
+					return err
+				}
+				msg, err := fn(l, c, args)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(s.Out, msg)
+				return nil
+			},
+		})
+	}
+	add("kill NODE [PROCESS]", "SIGKILL a service or process by name, or every process of the node", cobra.RangeArgs(1, 2),
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) {
+			p := ""
+			if len(args) == 2 {
+				p = args[1]
+			}
+			return l.Kill(c.Context(), args[0], p)
+		})
+	add("freeze NODE", "SIGSTOP every process of the node (a hung host)", cobra.ExactArgs(1),
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Freeze(c.Context(), args[0]) })
+	add("thaw NODE", "SIGCONT every stopped process of the node", cobra.ExactArgs(1),
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Thaw(c.Context(), args[0]) })
+	add("partition NODE", "Drop every packet in or out of the node's management NIC", cobra.ExactArgs(1),
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) {
+			return l.Partition(c.Context(), args[0])
+		})
+	add("heal NODE", "Restore the node's management network", cobra.ExactArgs(1),
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Heal(c.Context(), args[0]) })
+	return cmd
+}
