@@ -310,7 +310,9 @@ func newLabFault(s Streams, f *labFlags) *cobra.Command {
 			return l.Kill(c.Context(), args[0], p)
 		})
 	add("freeze NODE", "SIGSTOP every process of the node (a hung host)", cobra.ExactArgs(1),
-		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Freeze(c.Context(), args[0]) })
+		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) {
+			return l.Freeze(c.Context(), args[0])
+		})
 	add("thaw NODE", "SIGCONT every stopped process of the node", cobra.ExactArgs(1),
 		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Thaw(c.Context(), args[0]) })
 	add("partition NODE", "Drop every packet in or out of the node's management NIC", cobra.ExactArgs(1),

@@ -24,9 +24,9 @@ const SupervisorSocket = "/run/hastack/supervisor.sock"
 
 // initConfig is what a node's init needs to become the node.
 type initConfig struct {
-	Name  string  `json:"name"`
-	Binds []bind  `json:"binds"` // private folders and files, mounted in order
-	Log   string  `json:"log"`
+	Name  string `json:"name"`
+	Binds []bind `json:"binds"` // private folders and files, mounted in order
+	Log   string `json:"log"`
 }
 
 // bind mounts a host path (under the node's folder) over a standard path.

@@ -109,14 +109,14 @@ type NetState struct {
 
 // NodeState is one lab node.
 type NodeState struct {
-	Name    string      `json:"name"`
-	Role    string      `json:"role"`
-	Address string      `json:"address"`
-	NICs    []NICState  `json:"nics"`
-	PID     int         `json:"pid,omitempty"`
-	Start   uint64      `json:"startTime,omitempty"` // /proc/PID/stat field 22, guards against PID reuse
-	NetNS   string      `json:"netns"`
-	Root    string      `json:"root"` // host folder holding the node's private folders
+	Name    string       `json:"name"`
+	Role    string       `json:"role"`
+	Address string       `json:"address"`
+	NICs    []NICState   `json:"nics"`
+	PID     int          `json:"pid,omitempty"`
+	Start   uint64       `json:"startTime,omitempty"` // /proc/PID/stat field 22, guards against PID reuse
+	NetNS   string       `json:"netns"`
+	Root    string       `json:"root"` // host folder holding the node's private folders
 	Extra   *UpstreamNTP `json:"upstreamNTP,omitempty"`
 }
 
