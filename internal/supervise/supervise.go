@@ -361,10 +361,14 @@ func (s *Server) stopAll() {
 // handle serves one connection: one request, one response.
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	// A client that connects and says nothing must not pin a goroutine.
+	// A client that connects and says nothing must not pin a goroutine,
+	// nor hold up shutdown.
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	unblock := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	var req request
-	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+	err := json.NewDecoder(conn).Decode(&req)
+	unblock()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return // a liveness probe: connected and hung up
 		}
