@@ -186,3 +186,14 @@ func (f Fixed) Get(name string) string {
 	}
 	return "SECRET(" + name + ")"
 }
+
+// Has reports whether the named secret exists already.
+func (s *Store) Has(name string) bool {
+	_, ok := s.values[name]
+	return ok
+}
+
+// Names lists every secret hastack deploys.
+func Names() []string {
+	return []string{ErlangCookie, RabbitAdminPassword, RabbitServicePassword, DatabaseAdminPassword}
+}

@@ -1,0 +1,185 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Packages each role needs, from Debian 12.
+var (
+	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}
+	ComputePackages    = []string{"chrony"}
+)
+
+// PackagesFor lists the packages a node's role needs.
+func PackagesFor(n spec.Node) []string {
+	if n.IsController() {
+		return ControllerPackages
+	}
+	return ComputePackages
+}
+
+// Connect checks that every node answers a command.
+func Connect() plan.Phase {
+	return plan.Phase{Name: "connect", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		err := plan.ForEach(ctx, plan.Names(t.Cluster.Spec.Nodes), func(ctx context.Context, name string) error {
+			n := t.Node(name)
+			if n == nil {
+				return fmt.Errorf("no way to reach this node")
+			}
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			host, err := plan.Sh(cctx, n, "hostname")
+			if err != nil {
+				return fmt.Errorf("unreachable: %w", err)
+			}
+			if host != name {
+				t.Say("connect", name, "note: hostname is %q, not the spec's name; RabbitMQ and the name checks expect them equal", host)
+			}
+			return nil
+		})
+		if err == nil {
+			t.Say("connect", "all", "%d nodes answer", len(t.Cluster.Spec.Nodes))
+		}
+		return nil, err
+	}}
+}
+
+// Facts checks the operating system of every node.
+func Facts() plan.Phase {
+	return plan.Phase{Name: "facts", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		return nil, plan.ForEach(ctx, plan.Names(t.Cluster.Spec.Nodes), func(ctx context.Context, name string) error {
+			data, err := t.Node(name).ReadFile(ctx, "/etc/os-release")
+			if err != nil {
+				return err
+			}
+			id, ver := osRelease(string(data))
+			if id != "debian" || ver != "12" {
+				return fmt.Errorf("runs %s %s; hastack supports Debian 12 only", id, ver)
+			}
+			return nil
+		})
+	}}
+}
+
+func osRelease(s string) (id, version string) {
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, `"`)
+		switch k {
+		case "ID":
+			id = v
+		case "VERSION_ID":
+			version = v
+		}
+	}
+	return id, version
+}
+
+// Packages installs the Debian packages each role needs, where missing. On
+// a lab, nodes share the host's packages and have no route to a mirror:
+// missing packages are an error that says to install them on the host.
+func Packages(lab bool) plan.Phase {
+	return plan.Phase{Name: "packages", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		missing := map[string][]string{}
+		var mu = make(chan struct{}, 1)
+		err := plan.ForEach(ctx, plan.Names(t.Cluster.Spec.Nodes), func(ctx context.Context, name string) error {
+			n, _ := t.Cluster.Node(name)
+			m, err := missingPackages(ctx, t.Node(name), PackagesFor(n))
+			if err != nil {
+				return err
+			}
+			mu <- struct{}{}
+			if len(m) > 0 {
+				missing[name] = m
+			}
+			<-mu
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		var steps []plan.Step
+		for _, n := range t.Cluster.Spec.Nodes {
+			m := missing[n.Name]
+			if len(m) == 0 {
+				continue
+			}
+			if lab {
+				return nil, fmt.Errorf("%s: packages %s are missing; lab nodes use this machine's packages: install them here (bash scripts/install-deps, or apt-get install %s) and run 'hastack up' again", n.Name, strings.Join(m, " "), strings.Join(m, " "))
+			}
+			nd := t.Node(n.Name)
+			steps = append(steps, plan.Step{Host: n.Name, Action: "apt-get install " + strings.Join(m, " "), Do: func(ctx context.Context) error {
+				_, err := nd.Run(ctx, node.Cmd{
+					Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, m...),
+					Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
+				})
+				return err
+			}})
+		}
+		return steps, nil
+	}}
+}
+
+func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string, error) {
+	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"dpkg-query", "-W", "-f", "${Package} ${Status}\n"}, pkgs...)})
+	// dpkg-query exits 1 when a package is unknown; its output still lists
+	// the known ones.
+	var ce *node.CommandError
+	if err != nil && !(asCommandError(err, &ce) && ce.ExitCode == 1) {
+		return nil, err
+	}
+	installed := map[string]bool{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[len(f)-1] == "installed" && f[len(f)-3] == "install" {
+			installed[f[0]] = true
+		}
+	}
+	var missing []string
+	for _, p := range pkgs {
+		if !installed[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
+}
+
+// Secrets generates the secrets the cluster needs, once, into the 0600
+// secrets file beside the spec. Everything after reads them.
+func Secrets(store *secrets.Store) plan.Phase {
+	return plan.Phase{Name: "secrets", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		var missing []string
+		for _, n := range secrets.Names() {
+			if !store.Has(n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			return nil, nil
+		}
+		slices.Sort(missing)
+		return []plan.Step{{Host: "local", Action: fmt.Sprintf("generate %s into %s (mode 0600)", strings.Join(missing, ", "), store.Path()), Do: func(ctx context.Context) error {
+			for _, n := range missing {
+				store.Get(n)
+			}
+			return store.Save()
+		}}}, nil
+	}}
+}
+
+func asCommandError(err error, target **node.CommandError) bool {
+	return errors.As(err, target)
+}

@@ -1,0 +1,239 @@
+// Package plan is the shape of a deploy: an ordered list of small phases,
+// each of which first gathers facts from the nodes and then returns only the
+// steps those facts call for. A phase with nothing to do returns no steps,
+// which is what makes a second 'hastack up' a quick no-op and '--dry-run'
+// an honest per-host plan.
+//
+// Engine packages build their phases from these types; package deploy
+// orders and runs them. Neither knows whether a node is a lab node or a real
+// host: they speak node.Node.
+package plan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Target is what every phase works on.
+type Target struct {
+	Cluster *spec.Cluster
+	// Nodes by spec node name, every node of the spec.
+	Nodes   map[string]node.Node
+	Secrets secrets.Source
+	// SharedClock is true when the nodes share this machine's clock (the
+	// lab): chronyd must then serve time without steering the clock.
+	SharedClock bool
+	// AgentPath is where hastack's own binary lives on every node, for the
+	// agents it runs there (the Galera health check).
+	AgentPath string
+	// Progress prints one line; every line names its host.
+	Progress func(phase, host, format string, a ...any)
+}
+
+// Node returns the node named name; phases only ask for spec nodes.
+func (t *Target) Node(name string) node.Node { return t.Nodes[name] }
+
+// Say prints a progress line.
+func (t *Target) Say(phase, host, format string, a ...any) {
+	if t.Progress != nil {
+		t.Progress(phase, host, format, a...)
+	}
+}
+
+// Phase is one stage of the deploy.
+type Phase struct {
+	Name string
+	// Plan gathers facts and returns the steps needed; none when the
+	// nodes are already as the spec wants them. It changes nothing.
+	Plan func(ctx context.Context, t *Target) ([]Step, error)
+}
+
+// Step is one action on one host.
+type Step struct {
+	Host string
+	// Action says what the step does, for the plan and the progress lines.
+	// Never a secret.
+	Action string
+	// Wave orders steps within a phase: steps of one wave run in
+	// parallel; waves run in increasing order. Steps that depend on each
+	// other (join Galera nodes one at a time) take successive waves.
+	Wave int
+	Do   func(ctx context.Context) error
+}
+
+// Waves groups steps by wave, in order.
+func Waves(steps []Step) [][]Step {
+	byWave := map[int][]Step{}
+	var waves []int
+	for _, s := range steps {
+		if _, ok := byWave[s.Wave]; !ok {
+			waves = append(waves, s.Wave)
+		}
+		byWave[s.Wave] = append(byWave[s.Wave], s)
+	}
+	sort.Ints(waves)
+	out := make([][]Step, 0, len(waves))
+	for _, w := range waves {
+		out = append(out, byWave[w])
+	}
+	return out
+}
+
+// ForEach runs fn on every named node in parallel and joins the errors,
+// each carrying its host's name.
+func ForEach(ctx context.Context, names []string, fn func(ctx context.Context, name string) error) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx, name); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Names lists node names.
+func Names(nodes []spec.Node) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+// StaleFiles returns the files whose content, mode or owner on the node
+// differs from what they should be.
+func StaleFiles(ctx context.Context, n node.Node, files []engine.File) ([]engine.File, error) {
+	var stale []engine.File
+	for _, f := range files {
+		have, err := n.ReadFile(ctx, f.Path)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !bytes.Equal(have, f.Content)) {
+			stale = append(stale, f)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ok, err := modeOwnerMatch(ctx, n, f)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			stale = append(stale, f)
+		}
+	}
+	return stale, nil
+}
+
+func modeOwnerMatch(ctx context.Context, n node.Node, f engine.File) (bool, error) {
+	res, err := n.Run(ctx, node.Cmd{Argv: []string{"stat", "-c", "%a %U", f.Path}})
+	if err != nil {
+		return false, err
+	}
+	owner := f.Owner
+	if owner == "" {
+		owner = "root"
+	}
+	owner, _, _ = strings.Cut(owner, ":")
+	want := fmt.Sprintf("%o %s", f.Mode.Perm(), owner)
+	return strings.TrimSpace(string(res.Stdout)) == want, nil
+}
+
+// WriteFiles writes files to a node.
+func WriteFiles(ctx context.Context, n node.Node, files []engine.File) error {
+	for _, f := range files {
+		if err := n.WriteFile(ctx, f.Path, f.Content, f.Mode, f.Owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Paths lists the files' paths, for step descriptions.
+func Paths(files []engine.File) string {
+	p := make([]string, len(files))
+	for i, f := range files {
+		p[i] = f.Path
+	}
+	return strings.Join(p, ", ")
+}
+
+// Sh runs a command on a node and returns its trimmed standard output.
+func Sh(ctx context.Context, n node.Node, argv ...string) (string, error) {
+	res, err := n.Run(ctx, node.Cmd{Argv: argv})
+	return strings.TrimSpace(string(res.Stdout)), err
+}
+
+// WaitFor polls check until it reports done, the context ends or the
+// deadline passes; the error says what was awaited and the last reason.
+func WaitFor(ctx context.Context, what string, timeout time.Duration, check func(ctx context.Context) (done bool, why string)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	why := ""
+	for {
+		done, w := check(ctx)
+		if done {
+			return nil
+		}
+		if w != "" {
+			why = w
+		}
+		select {
+		case <-ctx.Done():
+			if why == "" {
+				why = "no answer"
+			}
+			return fmt.Errorf("%s: not done after %s: %s", what, timeout, why)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureDir makes a folder with owner and mode on a node.
+func EnsureDir(ctx context.Context, n node.Node, path, owner string, mode fs.FileMode) error {
+	args := []string{"install", "-d", "-m", fmt.Sprintf("%o", mode.Perm())}
+	if owner != "" {
+		u, g, ok := strings.Cut(owner, ":")
+		if !ok {
+			g = u
+		}
+		args = append(args, "-o", u, "-g", g)
+	}
+	_, err := n.Run(ctx, node.Cmd{Argv: append(args, path)})
+	return err
+}
+
+// EnsureService starts svc on the node, restarting it first when restart
+// is true and it runs.
+func EnsureService(ctx context.Context, n node.Node, svc node.Service, restart bool) error {
+	sv := n.Services()
+	if restart {
+		if err := sv.Stop(ctx, svc.Name, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return sv.Start(ctx, svc)
+}
+
+// Running reports whether a service runs on a node.
+func Running(ctx context.Context, n node.Node, name string) (bool, error) {
+	st, err := n.Services().Status(ctx, name)
+	return st.Running, err
+}
