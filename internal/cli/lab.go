@@ -46,8 +46,8 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
   hastack lab exec ctl1 -- hostname
   hastack lab down`,
 	}
-	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", lab.DefaultStateDir, "where the lab keeps its state, node folders and snapshots")
-	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "hs", "prefix of the lab's bridges, veths and namespaces (at most 4 characters)")
+	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
+	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
 	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
 		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
 	return cmd

@@ -57,9 +57,23 @@ type Options struct {
 // DefaultStateDir is where the lab keeps its state unless told otherwise.
 const DefaultStateDir = "/var/lib/hastack/lab"
 
+// Environment variables that place the lab when Options leave it open, so
+// every command (lab, up, status) finds a lab made elsewhere than the
+// default, e.g. by a test.
+const (
+	EnvStateDir = "HASTACK_LAB_STATE_DIR"
+	EnvPrefix   = "HASTACK_LAB_PREFIX"
+)
+
 func (o Options) withDefaults() (Options, error) {
 	if o.StateDir == "" {
+		o.StateDir = os.Getenv(EnvStateDir)
+	}
+	if o.StateDir == "" {
 		o.StateDir = DefaultStateDir
+	}
+	if o.Prefix == "" {
+		o.Prefix = os.Getenv(EnvPrefix)
 	}
 	if o.Prefix == "" {
 		o.Prefix = "hs"

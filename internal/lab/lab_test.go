@@ -162,9 +162,14 @@ func TestIntegrationLab(t *testing.T) {
 		if _, err := n2.ReadFile(ctx, "/etc/mysql/my.cnf"); err != nil {
 			t.Errorf("ctl2 has no /etc/mysql/my.cnf: %v", err)
 		}
-		// A file the lab bind-mounts can still be rewritten.
+		// A file the lab bind-mounts can still be rewritten, on the node
+		// only: the host's copy stays as it was.
+		hostBefore, _ := os.ReadFile("/etc/memcached.conf")
 		if err := n2.WriteFile(ctx, "/etc/memcached.conf", []byte("-p 11211\n"), 0o644, ""); err != nil {
 			t.Errorf("rewriting /etc/memcached.conf: %v", err)
+		}
+		if hostAfter, _ := os.ReadFile("/etc/memcached.conf"); string(hostAfter) != string(hostBefore) {
+			t.Errorf("writing /etc/memcached.conf on a node changed the host's file")
 		}
 		if got := run1(t, n2, "cat", "/etc/memcached.conf"); got != "-p 11211" {
 			t.Errorf("/etc/memcached.conf inside ctl2: %q", got)

@@ -11,8 +11,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/supervise"
@@ -168,6 +168,15 @@ func (n *Node) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fil
 			gid, _ = strconv.Atoi(g.Gid)
 		}
 	}
+	if slices.Contains(fileBinds(), filepath.Clean(p)) {
+		// The lab bind-mounts this file into the node. Its folder is the
+		// host's: a temporary file and a rename there would replace the
+		// host's file, not the node's. Write the node's copy in place.
+		if err := writeInPlace(hp, data, mode, uid, gid); err != nil {
+			return fmt.Errorf("%s: writing %s: %w", n.st.Name, p, err)
+		}
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
 		return fmt.Errorf("%s: writing %s: %w", n.st.Name, p, err)
 	}
@@ -191,12 +200,6 @@ func (n *Node) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fil
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), hp)
-		if errors.Is(err, syscall.EBUSY) {
-			// The target is a file the lab bind-mounts into the node
-			// (/etc/hosts, /etc/memcached.conf): renaming over a mount
-			// point is refused, so write it in place.
-			err = writeInPlace(hp, data, mode, uid, gid)
-		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: writing %s: %w", n.st.Name, p, err)

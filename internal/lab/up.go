@@ -31,6 +31,11 @@ var (
 	copiedFiles = []string{"/etc/memcached.conf"}
 )
 
+// fileBinds are the single files bind-mounted into every node.
+func fileBinds() []string {
+	return append([]string{"/etc/hosts", "/etc/hostname"}, copiedFiles...)
+}
+
 // Up makes one virtual node per spec node (plus stand-ins for upstream time
 // servers) and returns the lab. c must be valid. If a lab is already up for
 // the same cluster, Up returns it unchanged.

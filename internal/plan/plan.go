@@ -184,11 +184,23 @@ func Sh(ctx context.Context, n node.Node, argv ...string) (string, error) {
 // WaitFor polls check until it reports done, the context ends or the
 // deadline passes; the error says what was awaited and the last reason.
 func WaitFor(ctx context.Context, what string, timeout time.Duration, check func(ctx context.Context) (done bool, why string)) error {
+	return WaitUntil(ctx, what, timeout, func(ctx context.Context) (bool, string, error) {
+		done, why := check(ctx)
+		return done, why, nil
+	})
+}
+
+// WaitUntil is WaitFor with a check that can give up at once: a non-nil
+// error (the process being awaited has exited, say) ends the wait.
+func WaitUntil(ctx context.Context, what string, timeout time.Duration, check func(ctx context.Context) (done bool, why string, err error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	why := ""
 	for {
-		done, w := check(ctx)
+		done, w, err := check(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		if done {
 			return nil
 		}

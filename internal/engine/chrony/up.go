@@ -1,0 +1,81 @@
+package chrony
+
+import (
+	"context"
+
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Service is chronyd in the foreground. With a shared clock (lab nodes on
+// one machine) it must not steer the clock (-x): it still serves time and
+// reports tracking, so the hierarchy and offsets can be checked for real.
+func Service(sharedClock bool) node.Service {
+	argv := []string{"/usr/sbin/chronyd", "-d", "-f", "/etc/chrony/chrony.conf"}
+	if sharedClock {
+		argv = append(argv, "-x")
+	}
+	return node.Service{Name: "chrony", Argv: argv}
+}
+
+// Phase writes chrony's configuration on every node and runs chronyd:
+// controllers follow the upstream servers and each other, every other node
+// follows the controllers.
+func Phase() plan.Phase {
+	return plan.Phase{Name: "chrony", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		var steps []plan.Step
+		for _, n := range t.Cluster.Spec.Nodes {
+			s, err := nodeStep(ctx, t, n)
+			if err != nil {
+				return nil, err
+			}
+			if s != nil {
+				steps = append(steps, *s)
+			}
+		}
+		return steps, nil
+	}}
+}
+
+func nodeStep(ctx context.Context, t *plan.Target, n spec.Node) (*plan.Step, error) {
+	nd := t.Node(n.Name)
+	files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	stale, err := plan.StaleFiles(ctx, nd, files)
+	if err != nil {
+		return nil, err
+	}
+	running, err := plan.Running(ctx, nd, "chrony")
+	if err != nil {
+		return nil, err
+	}
+	if len(stale) == 0 && running {
+		return nil, nil
+	}
+	action := "start chronyd"
+	if len(stale) > 0 {
+		action = "write " + plan.Paths(stale) + " and "
+		if running {
+			action += "restart chronyd"
+		} else {
+			action += "start chronyd"
+		}
+	}
+	restart := running && len(stale) > 0
+	return &plan.Step{Host: n.Name, Action: action, Do: func(ctx context.Context) error {
+		if err := plan.WriteFiles(ctx, nd, stale); err != nil {
+			return err
+		}
+		// What Debian's unit and tmpfiles would have made.
+		if err := plan.EnsureDir(ctx, nd, "/run/chrony", "_chrony", 0o750); err != nil {
+			return err
+		}
+		if err := plan.EnsureDir(ctx, nd, "/var/lib/chrony", "_chrony", 0o750); err != nil {
+			return err
+		}
+		return plan.EnsureService(ctx, nd, Service(t.SharedClock), restart)
+	}}, nil
+}

@@ -1,0 +1,410 @@
+package galera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// ServiceName is the supervised MariaDB service.
+const ServiceName = "mariadb"
+
+// Service is mariadbd in the foreground, reading /etc/mysql/my.cnf (which
+// includes the rendered 99-hastack.cnf). bootstrap starts a new cluster
+// from this node's data: only ever for one node, and only when no other
+// node runs.
+func Service(bootstrap bool) node.Service {
+	argv := []string{"/usr/sbin/mariadbd", "--user=mysql"}
+	if bootstrap {
+		argv = append(argv, "--wsrep-new-cluster")
+	}
+	return node.Service{Name: ServiceName, Argv: argv, StopSignal: 15}
+}
+
+// GraState is /var/lib/mysql/grastate.dat: what a stopped node knows of
+// its place in the cluster's history.
+type GraState struct {
+	UUID            string
+	Seqno           int64
+	SafeToBootstrap bool
+}
+
+const zeroUUID = "00000000-0000-0000-0000-000000000000"
+
+// Fresh reports a node that never took part in a cluster.
+func (g GraState) Fresh() bool { return g.UUID == "" || g.UUID == zeroUUID }
+
+// ParseGraState reads grastate.dat.
+func ParseGraState(data []byte) GraState {
+	g := GraState{Seqno: -1}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "uuid":
+			g.UUID = v
+		case "seqno":
+			g.Seqno, _ = strconv.ParseInt(v, 10, 64)
+		case "safe_to_bootstrap":
+			g.SafeToBootstrap = v == "1"
+		}
+	}
+	return g
+}
+
+// nodeFacts is what the phase learns of one controller.
+type nodeFacts struct {
+	name        string
+	node        node.Node
+	stale       []engine.File
+	running     bool
+	initialized bool // the datadir has system tables
+	gra         GraState
+	hasGra      bool
+	status      map[string]string // wsrep_% status when running and answering
+	statusErr   error
+}
+
+func (f *nodeFacts) synced() bool {
+	return f.status["wsrep_local_state_comment"] == "Synced" && f.status["wsrep_cluster_status"] == "Primary" && f.status["wsrep_ready"] == "ON"
+}
+
+func (f *nodeFacts) primary() bool { return f.status["wsrep_cluster_status"] == "Primary" }
+
+// SQL runs statements on a node's local server as root over the unix
+// socket (root authenticates by unix_socket on Debian). The statements go
+// through standard input: nothing secret appears in a process list.
+func SQL(ctx context.Context, n node.Node, stmts string) (string, error) {
+	res, err := n.Run(ctx, node.Cmd{
+		Argv:  []string{"mariadb", "--protocol=socket", "--socket=" + Socket, "-uroot", "-N", "-B"},
+		Stdin: strings.NewReader(stmts),
+	})
+	return strings.TrimSpace(string(res.Stdout)), err
+}
+
+// LocalStatus reads the node's wsrep status variables through the local
+// socket.
+func LocalStatus(ctx context.Context, n node.Node) (map[string]string, error) {
+	out, err := SQL(ctx, n, "SHOW GLOBAL STATUS LIKE 'wsrep_%';")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(line, "\t")
+		if k != "" {
+			m[k] = v
+		}
+	}
+	return m, nil
+}
+
+func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
+	ctls := t.Cluster.Controllers()
+	facts := make([]*nodeFacts, len(ctls))
+	err := plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
+		var i int
+		for i = range ctls {
+			if ctls[i].Name == name {
+				break
+			}
+		}
+		n := ctls[i]
+		f := &nodeFacts{name: name, node: t.Node(name)}
+		facts[i] = f
+		files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
+		if err != nil {
+			return err
+		}
+		if f.stale, err = plan.StaleFiles(ctx, f.node, files); err != nil {
+			return err
+		}
+		if f.running, err = plan.Running(ctx, f.node, ServiceName); err != nil {
+			return err
+		}
+		if _, err := f.node.ReadFile(ctx, DataDir+"/mysql/db.frm"); err == nil {
+			f.initialized = true
+		} else if _, err2 := f.node.Run(ctx, node.Cmd{Argv: []string{"test", "-d", DataDir + "/mysql"}}); err2 == nil {
+			f.initialized = true
+		}
+		if data, err := f.node.ReadFile(ctx, DataDir+"/grastate.dat"); err == nil {
+			f.gra, f.hasGra = ParseGraState(data), true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if f.running {
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			f.status, f.statusErr = LocalStatus(qctx, f.node)
+			cancel()
+		}
+		return nil
+	})
+	return facts, err
+}
+
+// Phase brings up the Galera cluster: bootstrap one node, then join the
+// others one at a time. A cluster that already has data is never
+// re-bootstrapped blindly: only from the one node Galera marked safe to
+// bootstrap (the last to stop cleanly), and never beside a running one.
+func Phase() plan.Phase {
+	return plan.Phase{Name: "galera", Plan: planGalera}
+}
+
+func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+	facts, err := gather(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	var steps []plan.Step
+	wave := 0
+	add := func(f *nodeFacts, action string, do func(ctx context.Context) error) {
+		steps = append(steps, plan.Step{Host: f.name, Action: action, Wave: wave, Do: do})
+		wave++
+	}
+
+	var running, primary []*nodeFacts
+	for _, f := range facts {
+		if f.running {
+			running = append(running, f)
+			if f.statusErr == nil && f.primary() {
+				primary = append(primary, f)
+			}
+		}
+	}
+	// A cluster's identity: the state UUID of the running Primary
+	// component, or the one every node with data agrees on.
+	clusterUUID := ""
+	for _, f := range primary {
+		clusterUUID = f.status["wsrep_cluster_state_uuid"]
+		break
+	}
+	var withData []*nodeFacts
+	for _, f := range facts {
+		if !f.running && f.hasGra && !f.gra.Fresh() {
+			withData = append(withData, f)
+		}
+	}
+	if clusterUUID == "" {
+		uuids := map[string][]string{}
+		for _, f := range withData {
+			uuids[f.gra.UUID] = append(uuids[f.gra.UUID], f.name)
+		}
+		if len(uuids) > 1 {
+			return nil, fmt.Errorf("the controllers hold data of different Galera clusters (%s): hastack will not merge or overwrite them; move the datadir (%s) of the nodes that do not belong aside and run 'hastack up' again", describeUUIDs(uuids), DataDir)
+		}
+		for u := range uuids {
+			clusterUUID = u
+		}
+	}
+	for _, f := range withData {
+		if f.gra.UUID != clusterUUID {
+			return nil, fmt.Errorf("%s holds data of another Galera cluster (state %s, the cluster is %s): joining would throw it away; move %s aside on %s if that is intended, then run 'hastack up' again", f.name, f.gra.UUID, clusterUUID, DataDir, f.name)
+		}
+	}
+
+	// Nodes that run but do not answer, or answer non-Primary, are a
+	// problem for an operator: hastack does not guess.
+	for _, f := range running {
+		if f.statusErr != nil {
+			return nil, fmt.Errorf("%s: mariadb runs but does not answer on %s: %v; look at /var/log/hastack/%s.log on the node, stop it or let it finish starting, then run 'hastack up' again", f.name, Socket, f.statusErr, ServiceName)
+		}
+	}
+	if len(running) > 0 && len(primary) == 0 {
+		var states []string
+		for _, f := range running {
+			states = append(states, fmt.Sprintf("%s=%s/%s", f.name, f.status["wsrep_cluster_status"], f.status["wsrep_local_state_comment"]))
+		}
+		return nil, fmt.Errorf("Galera runs on %d node(s) but none is in a Primary component (%s): the cluster lost quorum; hastack does not re-bootstrap a running cluster blindly. Find the most advanced node (highest wsrep_last_committed) and run there: SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'", len(running), strings.Join(states, ", "))
+	}
+
+	prep := func(f *nodeFacts) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			if err := plan.WriteFiles(ctx, f.node, f.stale); err != nil {
+				return err
+			}
+			if err := plan.EnsureDir(ctx, f.node, "/run/mysqld", "mysql", 0o755); err != nil {
+				return err
+			}
+			if !f.initialized {
+				if _, err := f.node.Run(ctx, node.Cmd{Argv: []string{"mariadb-install-db", "--user=mysql", "--datadir=" + DataDir, "--skip-test-db", "--auth-root-authentication-method=socket"}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	startAndWait := func(f *nodeFacts, bootstrap bool) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			if err := prep(f)(ctx); err != nil {
+				return err
+			}
+			if err := f.node.Services().Start(ctx, Service(bootstrap)); err != nil {
+				return err
+			}
+			return WaitSynced(ctx, f.node, 10*time.Minute)
+		}
+	}
+
+	switch {
+	case len(primary) > 0:
+		// The cluster runs: join each stopped node; restart nodes whose
+		// configuration changed, one at a time, each Synced before the next.
+		for _, f := range facts {
+			if !f.running {
+				add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))
+			}
+		}
+		for _, f := range facts {
+			if f.running && len(f.stale) > 0 {
+				f := f
+				add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
+					if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
+						return err
+					}
+					return startAndWait(f, false)(ctx)
+				})
+			}
+		}
+	default:
+		// Nothing runs. A fresh cluster bootstraps from the first
+		// controller; one with data only from the node Galera marked safe.
+		var boot *nodeFacts
+		if len(withData) == 0 {
+			boot = facts[0]
+			add(boot, "bootstrap a new Galera cluster (no controller has Galera data)", startAndWait(boot, true))
+		} else {
+			var safe []*nodeFacts
+			for _, f := range withData {
+				if f.gra.SafeToBootstrap {
+					safe = append(safe, f)
+				}
+			}
+			if len(safe) != 1 {
+				return nil, fmt.Errorf("every Galera node is stopped and %d of them are marked safe_to_bootstrap (%s): the cluster did not stop cleanly, and picking a node blindly could lose committed writes. Full-cluster recovery is not automated yet: run 'mariadbd --wsrep-recover --user=mysql' on each controller, take the node with the highest recovered seqno, set safe_to_bootstrap: 1 in its %s/grastate.dat, and run 'hastack up' again", len(safe), describeSeqnos(withData), DataDir)
+			}
+			boot = safe[0]
+			add(boot, fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", boot.gra.Seqno), startAndWait(boot, true))
+		}
+		for _, f := range facts {
+			if f != boot {
+				add(f, "start mariadb and join the cluster", startAndWait(f, false))
+			}
+		}
+	}
+
+	// hastack's own database user, for probes over the network. Created
+	// on one node; Galera replicates it.
+	userStep, err := planAdminUser(ctx, t, facts, len(steps) > 0)
+	if err != nil {
+		return nil, err
+	}
+	if userStep != nil {
+		userStep.Wave = wave
+		steps = append(steps, *userStep)
+	}
+	return steps, nil
+}
+
+// AdminUser is hastack's database user, allowed from the management
+// network only.
+const AdminUser = "hastack"
+
+// AdminHost is the MariaDB host pattern of the management network,
+// e.g. 10.77.0.0/255.255.252.0.
+func AdminHost(c *spec.Cluster) string {
+	nw, _ := c.Network(spec.ManagementNetwork)
+	p, err := netip.ParsePrefix(nw.CIDR)
+	if err != nil {
+		return "%"
+	}
+	p = p.Masked()
+	mask := uint32(0xffffffff) << (32 - p.Bits())
+	return fmt.Sprintf("%s/%d.%d.%d.%d", p.Addr(), mask>>24, mask>>16&0xff, mask>>8&0xff, mask&0xff)
+}
+
+func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts, changing bool) (*plan.Step, error) {
+	host := AdminHost(t.Cluster)
+	var on *nodeFacts
+	if !changing {
+		// Check on a synced node whether the user is there already.
+		for _, f := range facts {
+			if f.running && f.synced() {
+				on = f
+				break
+			}
+		}
+		if on != nil {
+			out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User='%s' AND Host='%s';", AdminUser, host))
+			if err != nil {
+				return nil, err
+			}
+			if out == "1" {
+				return nil, nil
+			}
+		}
+	}
+	if on == nil {
+		on = facts[0]
+	}
+	n := on.node
+	return &plan.Step{Host: on.name, Action: fmt.Sprintf("create database user %s@'%s' (hastack's probes; password from the secrets file)", AdminUser, host), Do: func(ctx context.Context) error {
+		pw := t.Secrets.Get(secrets.DatabaseAdminPassword)
+		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nALTER USER '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nGRANT ALL PRIVILEGES ON *.* TO '%[1]s'@'%[2]s' WITH GRANT OPTION;\n", AdminUser, host, pw))
+		return err
+	}}, nil
+}
+
+// WaitSynced waits until the local node is Synced in a Primary component,
+// failing early when mariadbd exits.
+func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
+	return plan.WaitUntil(ctx, n.Name()+": mariadb Synced", timeout, func(ctx context.Context) (bool, string, error) {
+		st, err := n.Services().Status(ctx, ServiceName)
+		if err == nil && !st.Running {
+			return false, "", fmt.Errorf("mariadbd exited (code %d %s); see /var/log/hastack/%s.log on %s", st.ExitCode, st.Signal, ServiceName, n.Name())
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err := LocalStatus(qctx, n)
+		if err != nil {
+			return false, "not answering yet", nil
+		}
+		state := s["wsrep_local_state_comment"]
+		if state == "Synced" && s["wsrep_cluster_status"] == "Primary" && s["wsrep_ready"] == "ON" {
+			return true, "", nil
+		}
+		return false, fmt.Sprintf("%s, %s", s["wsrep_cluster_status"], state), nil
+	})
+}
+
+func describeUUIDs(m map[string][]string) string {
+	var parts []string
+	for u, names := range m {
+		sort.Strings(names)
+		parts = append(parts, u+": "+strings.Join(names, ","))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+func describeSeqnos(fs []*nodeFacts) string {
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, fmt.Sprintf("%s seqno %d", f.name, f.gra.Seqno))
+	}
+	return strings.Join(parts, ", ")
+}
