@@ -1,0 +1,745 @@
+package rabbitmq
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// ServiceName is the name of the broker under the node's supervisor.
+const ServiceName = "rabbitmq"
+
+// Folders the Debian package (its postinst and systemd unit) would have
+// made; a node whose /var/lib or /var/log is fresh (a lab node, a rebuilt
+// disk) needs them again.
+const (
+	HomeDir    = "/var/lib/rabbitmq"        // $HOME of the rabbitmq user: the cookie lives here
+	MnesiaBase = "/var/lib/rabbitmq/mnesia" // one data folder per node name below it
+	LogDir     = "/var/log/rabbitmq"        // rabbit@<node>.log
+)
+
+// Server is the broker's start script from Debian's package. Without
+// systemd it keeps the Erlang VM as its child and turns SIGTERM into a clean
+// broker shutdown; when the script dies any other way the supervisor kills
+// its process group, the VM included, so no orphaned broker holds the ports.
+const Server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+// How long a broker may take to boot. An Erlang VM with the management
+// plugin boots in 5 to 15 s on a small machine, longer while it syncs
+// Mnesia from its peers. After a full cluster stop a member waits for the
+// peers it last saw (rabbit's mnesia_table_loading: 10 tries of 30 s) before
+// it gives up, so those starts get that long and some.
+const (
+	bootTimeout        = 3 * time.Minute
+	fullRestartTimeout = 6 * time.Minute
+	// checkTimeout bounds the closing check: every node it waits for
+	// has answered already, so this only covers the cluster settling.
+	checkTimeout = time.Minute
+)
+
+// Service is how the supervisor runs the broker: Debian's script in the
+// foreground as user rabbitmq, in its home like the package's systemd unit.
+// The script reads /etc/rabbitmq/rabbitmq-env.conf (node name, ports) and
+// the broker finds everything else from there.
+func Service() node.Service {
+	return node.Service{
+		Name: ServiceName,
+		Argv: []string{Server},
+		User: User,
+		Dir:  HomeDir,
+		// HOME is where Erlang looks for the cookie. The rest is what the
+		// package's unit sets: no locale surprises in Erlang's file names.
+		Env: []string{"HOME=" + HomeDir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8"},
+	}
+}
+
+// dirs are the folders the broker needs, with owner and mode as Debian's
+// package makes them.
+var dirs = []struct {
+	path, owner string
+	mode        fs.FileMode
+}{
+	{HomeDir, User, 0o755},
+	{MnesiaBase, User, 0o750},
+	{LogDir, User, 0o755},
+}
+
+// Phase brings up the RabbitMQ cluster on the controllers: files, folders,
+// the broker started through the node's supervisor, the cluster formed by
+// classic_config peer discovery, and the users, vhost, permissions and
+// policy of definitions.json verified, with no guest user left.
+//
+// Blank nodes are started one at a time, the first controller first: a
+// blank node that finds no running peer forms a cluster of its own, so two
+// started together could make two clusters. Restarts are rolling, one node
+// at a time, each waiting until it is back in the cluster.
+func Phase() plan.Phase {
+	return plan.Phase{Name: "rabbitmq", Plan: planPhase}
+}
+
+// facts is what planning learns of one controller.
+type facts struct {
+	n     spec.Node
+	nd    node.Node
+	files []engine.File
+	stale []engine.File
+	// changed lists the stale files whose content (not just mode or
+	// owner) differs: only those call for a restart.
+	changed []engine.File
+	// cookieChanged: the Erlang cookie on the node differs from the
+	// secrets file's.
+	cookieChanged bool
+	dirsOK        bool
+	running       bool
+	// hasData: the node's Mnesia folder holds a database, so it was a
+	// cluster member before and rejoins its cluster by itself on start.
+	hasData bool
+	// apiErr is nil when the management API answered /api/nodes with
+	// members; it is only asked when the service runs.
+	apiErr  error
+	members []ClusterNode
+}
+
+func (f *facts) answers() bool { return f.running && f.apiErr == nil }
+
+// needsRestart: the broker runs with configuration older than its files.
+// definitions.json is left out: its users and policies are applied to the
+// running cluster through the management API instead (the closing check),
+// and every later boot imports the file anyway.
+func (f *facts) needsRestart() bool {
+	if !f.running {
+		return false
+	}
+	for _, c := range f.changed {
+		if c.Path != DefinitionsPath {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *facts) contentChanged(path string) bool {
+	return slices.ContainsFunc(f.changed, func(c engine.File) bool { return c.Path == path })
+}
+
+func adminAPI(t *plan.Target, n spec.Node) *mgmt {
+	return newMgmt(n.Name, n.Address, t.Cluster.Spec.RabbitMQ.ManagementPort, AdminUser, t.Secrets.Get(secrets.RabbitAdminPassword))
+}
+
+func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+	ctls := t.Cluster.Controllers()
+	if len(ctls) == 0 {
+		return nil, nil
+	}
+	// Rendered up front, one node after the other: a secrets store
+	// generates missing secrets on Get and is not safe for concurrent use.
+	all := make([]*facts, len(ctls))
+	byName := map[string]*facts{}
+	for i, n := range ctls {
+		files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
+		if err != nil {
+			return nil, fmt.Errorf("%s: rendering: %w", n.Name, err)
+		}
+		nd := t.Node(n.Name)
+		if nd == nil {
+			return nil, fmt.Errorf("%s: no way to reach this node", n.Name)
+		}
+		all[i] = &facts{n: n, nd: nd, files: files}
+		byName[n.Name] = all[i]
+	}
+	adminPassword := t.Secrets.Get(secrets.RabbitAdminPassword)
+	defsJSON, err := Definitions(t.Cluster, t.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	err = plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
+		return gather(ctx, t, byName[name], adminPassword)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseUnsafe(t, all); err != nil {
+		return nil, err
+	}
+
+	var steps []plan.Step
+	// Wave 0: folders and files, every node at once. Files are written
+	// before any (re)start so each broker boots with its final
+	// configuration.
+	for _, f := range all {
+		if s := prepareStep(f); s != nil {
+			steps = append(steps, *s)
+		}
+	}
+
+	// Wave 1: brokers that run but do not answer yet (booting, or waiting
+	// for their peers' tables) are waited for, not restarted: a restart
+	// would only start that wait over.
+	up := map[string]bool{} // nodes expected to run in the cluster as the waves go
+	var waited []string
+	for _, f := range all {
+		if !f.running {
+			continue
+		}
+		up[f.n.Name] = true
+		if f.apiErr != nil && !f.needsRestart() {
+			steps = append(steps, waitStep(t, f, 1))
+			waited = append(waited, f.n.Name)
+		}
+	}
+
+	wave := 2
+	var touched []string // nodes started or restarted, in order
+	var toStart []*facts
+	for _, f := range all {
+		if !f.running {
+			toStart = append(toStart, f)
+		}
+	}
+	if len(up) == 0 && len(toStart) > 0 {
+		// Nothing runs. Former members (with data) must start together:
+		// each waits at boot for the peers it saw last, so starting them
+		// one at a time could wait on a node not started yet. Blank nodes
+		// then join one at a time; when every node is blank, the first
+		// controller forms the cluster alone.
+		var withData, blank []*facts
+		for _, f := range toStart {
+			if f.hasData {
+				withData = append(withData, f)
+			} else {
+				blank = append(blank, f)
+			}
+		}
+		if len(withData) > 0 {
+			group := map[string]bool{}
+			for _, f := range withData {
+				group[f.n.Name] = true
+			}
+			for _, f := range withData {
+				steps = append(steps, startStep(t, f, wave, startTogether, group, false))
+				touched = append(touched, f.n.Name)
+			}
+			maps.Copy(up, group)
+			wave++
+		}
+		toStart = blank
+	}
+	for _, f := range toStart {
+		how := startJoin
+		switch {
+		case len(up) == 0:
+			how = startFirst
+		case f.hasData:
+			how = startRejoin
+		}
+		up[f.n.Name] = true
+		steps = append(steps, startStep(t, f, wave, how, maps.Clone(up), false))
+		touched = append(touched, f.n.Name)
+		wave++
+	}
+	// Rolling restarts last, once every node that was down runs again:
+	// the cluster keeps its majority throughout.
+	for _, f := range all {
+		if f.needsRestart() {
+			steps = append(steps, startStep(t, f, wave, startRejoin, maps.Clone(up), true))
+			touched = append(touched, f.n.Name)
+			wave++
+		}
+	}
+
+	// The closing check: after any start, or when the running cluster's
+	// users, vhost, permissions or policies have drifted from the
+	// definitions.
+	checkHost := ""
+	var fixes []string
+	switch {
+	case len(touched) > 0:
+		checkHost = touched[len(touched)-1]
+	case len(waited) > 0:
+		checkHost = waited[len(waited)-1]
+	default:
+		// Every node answers: ask the first one about the definitions.
+		f := all[0]
+		fixes, err = drift(ctx, adminAPI(t, f.n), t.Cluster, defsJSON)
+		if err != nil {
+			return nil, err
+		}
+		if len(fixes) > 0 {
+			checkHost = f.n.Name
+		}
+	}
+	if checkHost != "" {
+		steps = append(steps, checkStep(t, byName[checkHost], ctls, defsJSON, fixes, wave))
+	}
+	return steps, nil
+}
+
+// gather learns the facts of one controller.
+func gather(ctx context.Context, t *plan.Target, f *facts, adminPassword string) error {
+	var err error
+	if f.stale, err = plan.StaleFiles(ctx, f.nd, f.files); err != nil {
+		return err
+	}
+	for _, s := range f.stale {
+		have, err := f.nd.ReadFile(ctx, s.Path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err != nil || !bytes.Equal(have, s.Content) {
+			f.changed = append(f.changed, s)
+			// A missing cookie is a node never set up, not a changed one.
+			if s.Path == CookiePath && err == nil {
+				f.cookieChanged = true
+			}
+		}
+	}
+	if f.dirsOK, err = dirsOK(ctx, f.nd); err != nil {
+		return err
+	}
+	if f.running, err = plan.Running(ctx, f.nd, ServiceName); err != nil {
+		return err
+	}
+	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"test", "-e", mnesiaDir(f.n) + "/schema.DAT"}})
+	var ce *node.CommandError
+	switch {
+	case err == nil:
+		f.hasData = true
+	case errors.As(err, &ce) && res.ExitCode == 1:
+	default:
+		return err
+	}
+	if f.running {
+		f.members, f.apiErr = adminAPI(t, f.n).nodes(ctx)
+	}
+	return nil
+}
+
+// mnesiaDir is the node's database folder (RABBITMQ_MNESIA_DIR).
+func mnesiaDir(n spec.Node) string { return MnesiaBase + "/" + NodeName(n) }
+
+// dirsOK reports whether every folder exists with its owner and mode.
+func dirsOK(ctx context.Context, nd node.Node) (bool, error) {
+	argv := []string{"stat", "-c", "%n %U %a"}
+	for _, d := range dirs {
+		argv = append(argv, d.path)
+	}
+	res, err := nd.Run(ctx, node.Cmd{Argv: argv})
+	var ce *node.CommandError
+	if err != nil && !errors.As(err, &ce) {
+		return false, err
+	}
+	if err != nil {
+		return false, nil // one is missing; stat exits 1 after printing the others
+	}
+	have := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	for i, d := range dirs {
+		if i >= len(have) || have[i] != fmt.Sprintf("%s %s %o", d.path, d.owner, d.mode.Perm()) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// refuseUnsafe refuses what no step of this phase should repair on its own: two
+// clusters, a partition, members the spec does not have, a management API
+// that refuses hastack's administrator, a cookie changed under a running
+// cluster. Each error says what to do.
+func refuseUnsafe(t *plan.Target, all []*facts) error {
+	var errs []error
+	want := map[string]bool{}
+	for _, f := range all {
+		want[NodeName(f.n)] = true
+	}
+	// Nodes in one cluster share one member list. Group the answering
+	// nodes by theirs; more than one group means split clusters.
+	groups := map[string][]string{}
+	var keys []string
+	nodesRunning := 0
+	for _, f := range all {
+		if f.running {
+			nodesRunning++
+		}
+		if f.running && isStatus(f.apiErr, http.StatusUnauthorized) && !f.needsRestart() {
+			errs = append(errs, fmt.Errorf("%s: the management API refuses hastack's administrator: %w; if the secrets file was replaced, put back the one that deployed this cluster", f.n.Name, f.apiErr))
+		}
+		if !f.answers() {
+			continue
+		}
+		var names []string
+		for _, m := range f.members {
+			names = append(names, m.Name)
+			if len(m.Partitions) > 0 {
+				errs = append(errs, fmt.Errorf("%s: %s reports a network partition from %s; with partition handling %s the minority side pauses until the network heals; if it persists, restart the broker on the side with fewer nodes",
+					f.n.Name, m.Name, strings.Join(m.Partitions, ", "), t.Cluster.Spec.RabbitMQ.PartitionHandling))
+			}
+			if !want[m.Name] {
+				errs = append(errs, fmt.Errorf("%s: the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s' on %s", f.n.Name, m.Name, m.Name, f.n.Name))
+			}
+		}
+		slices.Sort(names)
+		k := strings.Join(names, ", ")
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], f.n.Name)
+	}
+	if len(keys) > 1 {
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s see members [%s]", strings.Join(groups[k], ", "), k))
+		}
+		first := NodeName(all[0].n)
+		errs = append(errs, fmt.Errorf("the controllers run as %d separate RabbitMQ clusters (%s): a node started blank while it could not reach its peers formed a cluster of its own. "+
+			"To join such a node to the cluster of %s, discarding that node's own messages and definitions, run on it: rabbitmqctl stop_app; rabbitmqctl reset; rabbitmqctl join_cluster %s; rabbitmqctl start_app. Then run 'hastack up' again",
+			len(keys), strings.Join(parts, "; "), first, first))
+	}
+	for _, f := range all {
+		if f.running && f.cookieChanged && nodesRunning > 1 {
+			errs = append(errs, fmt.Errorf("%s: the Erlang cookie differs from the secrets file's while the broker runs in a cluster: restarting nodes one at a time with a new cookie would leave them unable to talk to each other. "+
+				"Put back the secrets file that deployed this cluster, or stop rabbitmq on every controller (an outage) and run 'hastack up' again", f.n.Name))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(slices.Compact(errs)...)
+}
+
+func prepareStep(f *facts) *plan.Step {
+	if f.dirsOK && len(f.stale) == 0 {
+		return nil
+	}
+	var what []string
+	if !f.dirsOK {
+		p := make([]string, len(dirs))
+		for i, d := range dirs {
+			p[i] = d.path
+		}
+		what = append(what, "create "+strings.Join(p, ", ")+" (owner "+User+")")
+	}
+	if len(f.stale) > 0 {
+		what = append(what, "write "+plan.Paths(f.stale))
+	}
+	nd, stale := f.nd, f.stale
+	return &plan.Step{Host: f.n.Name, Wave: 0, Action: strings.Join(what, "; "), Do: func(ctx context.Context) error {
+		// Folders first: writing the cookie would otherwise create
+		// /var/lib/rabbitmq owned by root.
+		for _, d := range dirs {
+			if err := plan.EnsureDir(ctx, nd, d.path, d.owner, d.mode); err != nil {
+				return err
+			}
+		}
+		return plan.WriteFiles(ctx, nd, stale)
+	}}
+}
+
+func waitStep(t *plan.Target, f *facts, wave int) plan.Step {
+	n, nd := f.n, f.nd
+	return plan.Step{Host: n.Name, Wave: wave,
+		Action: fmt.Sprintf("wait until %s answers on its management API (it runs but did not answer yet)", NodeName(n)),
+		Do: func(ctx context.Context) error {
+			return waitMember(ctx, t, n, nd, map[string]bool{n.Name: true}, bootTimeout)
+		}}
+}
+
+type startHow int
+
+const (
+	startFirst    startHow = iota // a blank node forming the cluster
+	startJoin                     // a blank node joining the running cluster
+	startRejoin                   // a former member coming back
+	startTogether                 // a former member started with the others after a full stop
+)
+
+// startStep starts (or restarts) the broker on one node and waits until it
+// runs in the cluster with every node of expect.
+func startStep(t *plan.Target, f *facts, wave int, how startHow, expect map[string]bool, restart bool) plan.Step {
+	n, nd := f.n, f.nd
+	verb := "start"
+	if restart {
+		var p []string
+		for _, c := range f.changed {
+			if c.Path != DefinitionsPath {
+				p = append(p, c.Path)
+			}
+		}
+		verb = "restart (changed " + strings.Join(p, ", ") + ")"
+	}
+	timeout := bootTimeout
+	var then string
+	switch how {
+	case startFirst:
+		then = fmt.Sprintf("first node: it forms cluster %s; wait until its management API answers", t.Cluster.Metadata.Name)
+	case startJoin:
+		then = "wait until it joins " + strings.Join(nodeNames(t, expect, n.Name), ", ")
+	case startRejoin:
+		then = "wait until it is back in the cluster with " + strings.Join(nodeNames(t, expect, n.Name), ", ")
+	case startTogether:
+		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(nodeNames(t, expect, ""), ", ") + " run"
+		timeout = fullRestartTimeout
+	}
+	return plan.Step{Host: n.Name, Wave: wave,
+		Action: fmt.Sprintf("%s rabbitmq-server (%s); %s", verb, NodeName(n), then),
+		Do: func(ctx context.Context) error {
+			if err := plan.EnsureService(ctx, nd, Service(), restart); err != nil {
+				return fmt.Errorf("%w%s", err, logTails(ctx, n, nd))
+			}
+			return waitMember(ctx, t, n, nd, expect, timeout)
+		}}
+}
+
+// nodeNames lists the Erlang names of the spec nodes in set, in spec
+// order, leaving out skip.
+func nodeNames(t *plan.Target, set map[string]bool, skip string) []string {
+	var out []string
+	for _, n := range t.Cluster.Controllers() {
+		if set[n.Name] && n.Name != skip {
+			out = append(out, NodeName(n))
+		}
+	}
+	return out
+}
+
+// waitMember waits until node n's management API answers and shows n and
+// every node of expect running in one cluster. It fails at once when the
+// broker exits, or when n answers from a cluster that lacks a running peer
+// of expect (it formed a cluster of its own): waiting would not mend either.
+func waitMember(ctx context.Context, t *plan.Target, n spec.Node, nd node.Node, expect map[string]bool, timeout time.Duration) error {
+	api := adminAPI(t, n)
+	var fatal error
+	lastSay := time.Now()
+	err := plan.WaitFor(ctx, fmt.Sprintf("%s in the cluster", NodeName(n)), timeout, func(ctx context.Context) (bool, string) {
+		st, err := nd.Services().Status(ctx, ServiceName)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !st.Running {
+			how := fmt.Sprintf("exited with code %d", st.ExitCode)
+			if st.Signal != "" {
+				how = "was killed by " + st.Signal
+			}
+			fatal = fmt.Errorf("%s: %s %s while booting%s", n.Name, Server, how, logTails(ctx, n, nd))
+			return true, ""
+		}
+		members, err := api.nodes(ctx)
+		if err != nil {
+			if time.Since(lastSay) > 10*time.Second {
+				t.Say("rabbitmq", n.Name, "waiting for %s to boot: %v", NodeName(n), err)
+				lastSay = time.Now()
+			}
+			return false, err.Error()
+		}
+		seen := map[string]ClusterNode{}
+		for _, m := range members {
+			seen[m.Name] = m
+		}
+		var missing, down []string
+		for _, name := range nodeNames(t, expect, "") {
+			m, ok := seen[name]
+			switch {
+			case !ok:
+				missing = append(missing, name)
+			case !m.Running:
+				down = append(down, name)
+			}
+		}
+		if len(missing) > 0 {
+			// Membership is settled before the management API starts, so
+			// an answer without a peer that runs is a separate cluster.
+			var names []string
+			for _, m := range members {
+				names = append(names, m.Name)
+			}
+			fatal = fmt.Errorf("%s: %s runs outside the cluster of %s: its cluster has members [%s]. It formed a cluster of its own because at boot it could not reach its peers: check that %s resolves their names to their management addresses, reaches them on ports 4369 and %d, and has the same Erlang cookie. "+
+				"To join it, discarding its own messages and definitions, run on %s: rabbitmqctl stop_app; rabbitmqctl reset; rabbitmqctl join_cluster %s; rabbitmqctl start_app. Then run 'hastack up' again%s",
+				n.Name, NodeName(n), strings.Join(missing, ", "), strings.Join(names, ", "), n.Name, t.Cluster.Spec.RabbitMQ.DistPort, n.Name, missing[0], logTails(ctx, n, nd))
+			return true, ""
+		}
+		if len(down) > 0 {
+			return false, fmt.Sprintf("%s answers; %s not running yet", NodeName(n), strings.Join(down, ", "))
+		}
+		return true, ""
+	})
+	if fatal != nil {
+		return fatal
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w%s", n.Name, err, logTails(ctx, n, nd))
+	}
+	return nil
+}
+
+// logTails returns the end of the broker's output and log, to put under an
+// error. The logs hold no secrets: RabbitMQ never logs passwords or the
+// cookie.
+func logTails(ctx context.Context, n spec.Node, nd node.Node) string {
+	// The broker may have died with ctx; still fetch the logs.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, p := range []string{"/var/log/hastack/" + ServiceName + ".log", LogDir + "/" + NodeName(n) + ".log"} {
+		res, err := nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "15", p}})
+		if out := strings.TrimSpace(string(res.Stdout)); err == nil && out != "" {
+			fmt.Fprintf(&b, "\n--- last lines of %s on %s:\n%s", p, n.Name, out)
+		}
+	}
+	return b.String()
+}
+
+// checkStep checks the whole cluster through one node and applies the
+// definitions where the running cluster drifted from them.
+func checkStep(t *plan.Target, f *facts, ctls []spec.Node, defsJSON []byte, fixes []string, wave int) plan.Step {
+	n, nd := f.n, f.nd
+	all := map[string]bool{}
+	for _, c := range ctls {
+		all[c.Name] = true
+	}
+	r := t.Cluster.Spec.RabbitMQ
+	action := fmt.Sprintf("check the cluster: %s running, no partition; users, vhost %s, permissions and policies as in %s; no guest user",
+		strings.Join(nodeNames(t, all, ""), ", "), r.VHost, DefinitionsPath)
+	if len(fixes) > 0 {
+		action += "; fix: " + strings.Join(fixes, "; ")
+	}
+	return plan.Step{Host: n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		if err := waitMember(ctx, t, n, nd, all, checkTimeout); err != nil {
+			return err
+		}
+		api := adminAPI(t, n)
+		members, err := api.nodes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if len(m.Partitions) > 0 {
+				return fmt.Errorf("%s: %s reports a network partition from %s", n.Name, m.Name, strings.Join(m.Partitions, ", "))
+			}
+			if !all[strings.TrimPrefix(m.Name, "rabbit@")] {
+				return fmt.Errorf("%s: the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s'", n.Name, m.Name, m.Name)
+			}
+		}
+		return provision(ctx, t, api, defsJSON)
+	}}
+}
+
+// provision makes the running cluster's definitions match the file:
+// removes the guest user, imports the definitions when anything else
+// differs, and checks again.
+func provision(ctx context.Context, t *plan.Target, api *mgmt, defsJSON []byte) error {
+	fixes, err := drift(ctx, api, t.Cluster, defsJSON)
+	if err != nil || len(fixes) == 0 {
+		return err
+	}
+	guest, other := false, false
+	for _, f := range fixes {
+		if f == fixGuest {
+			guest = true
+		} else {
+			other = true
+		}
+	}
+	if guest {
+		t.Say("rabbitmq", api.host, "deleting the default guest user")
+		if err := api.deleteUser(ctx, "guest"); err != nil {
+			return err
+		}
+	}
+	if other {
+		t.Say("rabbitmq", api.host, "importing %s through the management API: %s", DefinitionsPath, strings.Join(fixes, "; "))
+		if err := api.importDefinitions(ctx, defsJSON); err != nil {
+			return err
+		}
+	}
+	left, err := drift(ctx, api, t.Cluster, defsJSON)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("%s: after applying %s the cluster still differs: %s", api.host, DefinitionsPath, strings.Join(left, "; "))
+	}
+	return nil
+}
+
+const fixGuest = "delete the default guest user"
+
+// drift compares the running cluster's users, vhosts, permissions and
+// policies with the definitions file and lists what differs, in words that
+// name no secret. It does not look for users the file does not name, but
+// for guest, whose well-known password must never work.
+func drift(ctx context.Context, api *mgmt, c *spec.Cluster, defsJSON []byte) ([]string, error) {
+	var d definitions
+	if err := json.Unmarshal(defsJSON, &d); err != nil {
+		return nil, fmt.Errorf("reading the rendered definitions: %w", err)
+	}
+	var out []string
+	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
+	for _, v := range d.VHosts {
+		ok, err := api.vhostExists(ctx, v.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			add("create vhost %s", v.Name)
+		}
+	}
+	for _, u := range d.Users {
+		have, ok, err := api.user(ctx, u.Name)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
+			add("create user %s", u.Name)
+		case have.PasswordHash != u.PasswordHash || have.Algorithm != u.Algorithm:
+			add("set the password of user %s from the secrets file", u.Name)
+		case !sameSet(have.tagList(), u.Tags):
+			add("set the tags of user %s to [%s] (has [%s])", u.Name, strings.Join(u.Tags, ","), strings.Join(have.tagList(), ","))
+		}
+	}
+	for _, p := range d.Permissions {
+		have, ok, err := api.permissions(ctx, p.VHost, p.User)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
+			add("grant user %s its permissions on vhost %s", p.User, p.VHost)
+		case have.Configure != p.Configure || have.Write != p.Write || have.Read != p.Read:
+			add("set the permissions of user %s on vhost %s to %q %q %q", p.User, p.VHost, p.Configure, p.Write, p.Read)
+		}
+	}
+	for _, p := range d.Policies {
+		have, ok, err := api.policy(ctx, p.VHost, p.Name)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
+			add("create policy %s on vhost %s", p.Name, p.VHost)
+		case have.Pattern != p.Pattern || have.ApplyTo != p.ApplyTo || have.Priority != p.Priority || !reflect.DeepEqual(have.Definition, p.Definition):
+			add("reset policy %s on vhost %s", p.Name, p.VHost)
+		}
+	}
+	if _, ok, err := api.user(ctx, "guest"); err != nil {
+		return nil, err
+	} else if ok {
+		add(fixGuest)
+	}
+	return out, nil
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
