@@ -14,8 +14,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// 'lab up' re-executes this test binary as the nodes' init.
+	// 'lab up' re-executes this test binary as the nodes' init, and 'up'
+	// installs it on the nodes as hastack's agent.
 	lab.MaybeRunInit()
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		err := Run(context.Background(), Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Args[1:])
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+		}
+		os.Exit(ExitCode(err))
+	}
 	os.Exit(m.Run())
 }
 

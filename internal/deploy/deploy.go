@@ -56,6 +56,7 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 		defer mu.Unlock()
 		fmt.Fprintf(o.Out, format+"\n", a...)
 	}
+	t.DryRun = o.DryRun
 	t.Progress = func(phase, host, format string, a ...any) {
 		say("[%s] %s: %s", phase, host, fmt.Sprintf(format, a...))
 	}

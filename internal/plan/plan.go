@@ -38,6 +38,9 @@ type Target struct {
 	// AgentPath is where hastack's own binary lives on every node, for the
 	// agents it runs there (the Galera health check).
 	AgentPath string
+	// DryRun is set while only planning: phases that verify rather than
+	// act must not wait for a state the plan has not made yet.
+	DryRun bool
 	// Progress prints one line; every line names its host.
 	Progress func(phase, host, format string, a ...any)
 }

@@ -253,7 +253,19 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			if err := prep(f)(ctx); err != nil {
 				return err
 			}
-			if err := f.node.Services().Start(ctx, Service(bootstrap)); err != nil {
+			svc := Service(bootstrap)
+			if !bootstrap && f.hasGra && !f.gra.Fresh() && f.gra.Seqno < 0 {
+				// The node crashed (seqno -1): recover its last committed
+				// position from InnoDB, as Debian's galera_recovery does,
+				// so it can rejoin by IST instead of a full SST.
+				pos, err := RecoverPosition(ctx, f.node)
+				if err != nil {
+					return err
+				}
+				t.Say("galera", f.name, "recovered position %s after a crash; rejoining from there", pos)
+				svc.Argv = append(svc.Argv, "--wsrep-start-position="+pos)
+			}
+			if err := f.node.Services().Start(ctx, svc); err != nil {
 				return err
 			}
 			return WaitSynced(ctx, f.node, 10*time.Minute)
@@ -309,7 +321,7 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 
 	// hastack's own database user, for probes over the network. Created
 	// on one node; Galera replicates it.
-	userStep, err := planAdminUser(ctx, t, facts, len(steps) > 0)
+	userStep, err := planAdminUser(ctx, t, facts)
 	if err != nil {
 		return nil, err
 	}
@@ -337,28 +349,27 @@ func AdminHost(c *spec.Cluster) string {
 	return fmt.Sprintf("%s/%d.%d.%d.%d", p.Addr(), mask>>24, mask>>16&0xff, mask>>8&0xff, mask&0xff)
 }
 
-func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts, changing bool) (*plan.Step, error) {
+func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*plan.Step, error) {
 	host := AdminHost(t.Cluster)
+	// Ask a synced node whether the user is there already; with none
+	// synced (a cluster still to bootstrap) it is created after the
+	// cluster forms, on the first controller.
 	var on *nodeFacts
-	if !changing {
-		// Check on a synced node whether the user is there already.
-		for _, f := range facts {
-			if f.running && f.synced() {
-				on = f
-				break
-			}
-		}
-		if on != nil {
-			out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User='%s' AND Host='%s';", AdminUser, host))
-			if err != nil {
-				return nil, err
-			}
-			if out == "1" {
-				return nil, nil
-			}
+	for _, f := range facts {
+		if f.running && f.synced() {
+			on = f
+			break
 		}
 	}
-	if on == nil {
+	if on != nil {
+		out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User='%s' AND Host='%s';", AdminUser, host))
+		if err != nil {
+			return nil, err
+		}
+		if out == "1" {
+			return nil, nil
+		}
+	} else {
 		on = facts[0]
 	}
 	n := on.node
@@ -407,4 +418,35 @@ func describeSeqnos(fs []*nodeFacts) string {
 		parts = append(parts, fmt.Sprintf("%s seqno %d", f.name, f.gra.Seqno))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// RecoverPosition runs mariadbd's recovery on a stopped node and returns
+// its last committed position, uuid:seqno.
+func RecoverPosition(ctx context.Context, n node.Node) (string, error) {
+	const logFile = DataDir + "/wsrep-recovery.log"
+	_, _ = n.Run(ctx, node.Cmd{Argv: []string{"rm", "-f", logFile}})
+	if _, err := n.Run(ctx, node.Cmd{Argv: []string{"/usr/sbin/mariadbd", "--user=mysql", "--wsrep-recover", "--log-error=" + logFile}}); err != nil {
+		return "", fmt.Errorf("recovering the last committed position (mariadbd --wsrep-recover): %w", err)
+	}
+	data, err := n.ReadFile(ctx, logFile)
+	if err != nil {
+		return "", err
+	}
+	pos := ParseRecoveredPosition(string(data))
+	if pos == "" {
+		return "", fmt.Errorf("mariadbd --wsrep-recover reported no position; see %s on %s", logFile, n.Name())
+	}
+	return pos, nil
+}
+
+// ParseRecoveredPosition finds "WSREP: Recovered position: uuid:seqno" in
+// mariadbd's log; the last one wins.
+func ParseRecoveredPosition(log string) string {
+	pos := ""
+	for _, line := range strings.Split(log, "\n") {
+		if _, after, ok := strings.Cut(line, "WSREP: Recovered position: "); ok {
+			pos = strings.TrimSpace(after)
+		}
+	}
+	return pos
 }

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hastack/hastack/internal/deploy"
+	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/spec"
+	"github.com/hastack/hastack/internal/status"
+)
+
+func newDemo(s Streams) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Install what is missing, make the default lab, deploy the HA layer and show its status",
+		Long: `The whole job on one machine, as root: install the Debian packages the
+engines need (if missing), make a lab of virtual nodes (3 controllers and 1
+compute by default, or the nodes of ./hastack.yaml), run 'hastack up' on it,
+and print 'hastack status'. Safe to run again: every step keeps what is in
+place.`,
+		Example: "  hastack demo",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), s, file)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	return cmd
+}
+
+func runDemo(ctx context.Context, s Streams, file string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the demo needs root: it installs packages and makes network namespaces (run as root)")
+	}
+	fmt.Fprintln(s.Out, "== 1/4 packages on this machine (the lab's nodes share them)")
+	if err := installHostPackages(ctx, s); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Out, "== 2/4 lab")
+	path := file
+	if path == "" {
+		path = defaultSpec
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			data, err := spec.ExampleYAML(defaultLab)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
+		}
+	}
+	c, err := loadSpec(path, s.Err)
+	if err != nil {
+		return err
+	}
+	if _, err := lab.Up(ctx, c, path, lab.Options{Log: func(f string, a ...any) { fmt.Fprintf(s.Out, f+"\n", a...) }}); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Out, "== 3/4 hastack up")
+	if err := runUp(ctx, s, c, path, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Out, "== 4/4 hastack status")
+	t, _, err := target(c, path)
+	if err != nil {
+		return err
+	}
+	r := status.Collect(ctx, statusTarget(t))
+	if err := r.WriteText(s.Out, c.Metadata.Name); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, `
+Look around:
+  hastack lab list                                  the nodes and their addresses
+  hastack lab exec ctl1 -- mariadb -e "SHOW STATUS LIKE 'wsrep_cluster_size'"
+  hastack lab exec ctl2                             a shell on a node
+  hastack status                                    the view above, again (-o json for scripts)
+  hastack lab fault kill ctl1 mariadb; hastack status; hastack up
+                                                    break a node, watch, repair
+  hastack lab snapshot before; hastack lab rollback before
+  hastack lab down                                  remove the lab (the spec %s stays)
+`, path)
+	if !r.Healthy {
+		return &ExitError{Code: r.ExitCode(), Err: r.Err()}
+	}
+	return nil
+}
+
+// installHostPackages installs the engines' packages on this machine when
+// missing. Services are not started by the packages' scripts when
+// /usr/sbin/policy-rc.d refuses them; hastack starts the engines itself.
+func installHostPackages(ctx context.Context, s Streams) error {
+	out, _ := exec.CommandContext(ctx, "dpkg-query", append([]string{"-W", "-f", "${Package} ${Status}\n"}, deploy.ControllerPackages...)...).Output()
+	installed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[len(f)-1] == "installed" {
+			installed[f[0]] = true
+		}
+	}
+	var missing []string
+	for _, p := range append(append([]string{}, deploy.ControllerPackages...), "iproute2", "iptables", "util-linux", "procps", "iputils-ping") {
+		if !installed[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		fmt.Fprintln(s.Out, "every package is installed")
+		return nil
+	}
+	if _, err := os.Stat("/usr/sbin/policy-rc.d"); os.IsNotExist(err) {
+		// Keep the packages from starting their services on install.
+		if err := os.WriteFile("/usr/sbin/policy-rc.d", []byte("#!/bin/sh\n# written by hastack demo: hastack starts the engines itself\nexit 101\n"), 0o755); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(s.Out, "installing %s\n", strings.Join(missing, " "))
+	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = s.Out, s.Err
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("apt-get %s: %w", strings.Join(args, " "), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// TestIntegrationUp is the main job end to end on a lab of the default
+// shape (3 controllers, 1 compute): lab up -> up -> status healthy -> a
+// second up changes nothing -> a killed engine is degraded and 'up' brings
+// it back -> lab down leaves nothing.
+func TestIntegrationUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: deploys every engine on a lab; runs without -short, as root")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("integration tests need root")
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	t.Setenv(lab.EnvStateDir, state)
+	t.Setenv(lab.EnvPrefix, "hd")
+	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "uptest", Controllers: 3, Computes: 1, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(strings.ReplaceAll(string(data), "10.77.", "10.221."), "10.78.", "10.222.")
+	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hs := func(args ...string) (string, string, int) {
+		t.Helper()
+		o, e, code := runIn(t, dir, "", args...)
+		t.Logf("hastack %s: exit %d\n%s%s", strings.Join(args, " "), code, o, e)
+		return o, e, code
+	}
+	t.Cleanup(func() { runIn(t, dir, "", "lab", "down") })
+
+	if _, _, code := hs("up"); code != 1 {
+		t.Errorf("up with no lab: exit %d, want 1", code)
+	}
+	if _, _, code := hs("lab", "up"); code != 0 {
+		t.Fatal("lab up failed")
+	}
+	o, _, code := hs("up", "--dry-run")
+	if code != 0 || !strings.Contains(o, "would bootstrap a new Galera cluster") || !strings.Contains(o, "nothing was changed") {
+		t.Errorf("dry run: exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hastack.secrets.yaml")); err == nil {
+		t.Error("a dry run wrote the secrets file")
+	}
+
+	o, _, code = hs("up")
+	if code != 0 || !strings.Contains(o, "up: done") {
+		t.Fatalf("up: exit %d", code)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "hastack.secrets.yaml"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets file: %v %v", err, fi)
+	}
+	secretsData, _ := os.ReadFile(filepath.Join(dir, "hastack.secrets.yaml"))
+	var sf struct{ Secrets map[string]string }
+	if err := yaml.Unmarshal(secretsData, &sf); err != nil || len(sf.Secrets) == 0 {
+		t.Fatalf("secrets file unreadable: %v", err)
+	}
+	noSecrets := func(what, out string) {
+		for k, v := range sf.Secrets {
+			if strings.Contains(out, v) {
+				t.Errorf("%s prints the secret %s", what, k)
+			}
+		}
+	}
+	noSecrets("up", o)
+
+	o, _, code = hs("status", "-o", "json")
+	if code != 0 {
+		t.Errorf("status after up: exit %d", code)
+	}
+	var rep struct {
+		Healthy  bool                                `json:"healthy"`
+		Services map[string][]map[string]interface{} `json:"services"`
+	}
+	if err := json.Unmarshal([]byte(o), &rep); err != nil {
+		t.Fatalf("status -o json: %v", err)
+	}
+	if !rep.Healthy {
+		t.Error("status -o json: not healthy")
+	}
+	want := map[string]int{"galera": 3, "rabbitmq": 3, "memcached": 3, "ntp": 4, "endpoint": 3}
+	for svc, n := range want {
+		entries := rep.Services[svc]
+		if len(entries) != n {
+			t.Errorf("status: %s has %d entries, want %d", svc, len(entries), n)
+		}
+		for _, e := range entries {
+			if e["node"] == "" || e["healthy"] != true {
+				t.Errorf("status: %s entry %v not healthy", svc, e)
+			}
+		}
+	}
+	noSecrets("status", o)
+
+	o, _, code = hs("up")
+	if code != 0 || !strings.Contains(o, "nothing changed") {
+		t.Errorf("second up: exit %d, want it to change nothing", code)
+	}
+	o, _, code = hs("up", "--dry-run")
+	if code != 0 || !strings.Contains(o, "plan: nothing to do") {
+		t.Errorf("dry run after up: exit %d", code)
+	}
+	noSecrets("up --dry-run", o)
+
+	// A killed engine: degraded, and 'up' brings it back.
+	if _, _, code := hs("lab", "fault", "kill", "ctl2", "mariadb"); code != 0 {
+		t.Fatal("fault kill failed")
+	}
+	if _, _, code := hs("lab", "fault", "kill", "ctl3", "memcached"); code != 0 {
+		t.Fatal("fault kill failed")
+	}
+	if _, _, code := hs("status"); code != 1 {
+		t.Errorf("status with one database and one cache down: exit %d, want 1 (degraded, serving)", code)
+	}
+	o, _, code = hs("up")
+	if code != 0 || !strings.Contains(o, "[galera] ctl2: start mariadb and join the running cluster") || !strings.Contains(o, "[memcached] ctl3") {
+		t.Errorf("up after kills: exit %d", code)
+	}
+	if strings.Contains(o, "[galera] ctl1") || strings.Contains(o, "[rabbitmq] ctl") && strings.Contains(o, "restart") {
+		t.Errorf("up after kills touched nodes that were fine")
+	}
+	if _, _, code := hs("status"); code != 0 {
+		t.Errorf("status after repair: exit %d", code)
+	}
+
+	if _, _, code := hs("lab", "down"); code != 0 {
+		t.Fatal("lab down failed")
+	}
+	if pids := markedNodeInits("hd"); len(pids) > 0 {
+		t.Errorf("node processes left after lab down: %v", pids)
+	}
+	if ents, _ := filepath.Glob("/run/netns/hd-*"); len(ents) > 0 {
+		t.Errorf("network namespaces left after lab down: %v", ents)
+	}
+}
+
+func markedNodeInits(prefix string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(data), "hastack-lab-node:"+prefix+":") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}

@@ -1,0 +1,358 @@
+// Package status is the one combined view of the HA layer: every engine on
+// every node, probed in parallel in the engines' own protocols (SQL status
+// variables, the RabbitMQ management API, memcached stats, chronyc and NTP,
+// HAProxy's stats), and judged healthy, degraded (serving, with less
+// redundancy) or not serving.
+package status
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/hastack/hastack/internal/engine/chrony"
+	"github.com/hastack/hastack/internal/engine/endpoint"
+	"github.com/hastack/hastack/internal/engine/galera"
+	"github.com/hastack/hastack/internal/engine/memcached"
+	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Verdicts, and the exit codes of 'hastack status'.
+const (
+	Healthy    = "healthy"     // exit 0
+	Degraded   = "degraded"    // exit 1: serving, with less redundancy than the spec wants
+	NotServing = "not serving" // exit 2
+)
+
+// Report is the whole view.
+type Report struct {
+	Healthy  bool     `json:"healthy"`
+	Verdict  string   `json:"verdict"`
+	Problems []string `json:"problems,omitempty"`
+	Services Services `json:"services"`
+	// Bus is the RabbitMQ cluster as one node's management API sees it:
+	// queues, users, missing members.
+	Bus rabbitmq.Status `json:"rabbitmqCluster"`
+	// Writer is the node that takes database writes through the VIP now.
+	Writer   string        `json:"writer,omitempty"`
+	Duration time.Duration `json:"durationNs"`
+}
+
+// Services holds the per-node entries of every engine.
+type Services struct {
+	Galera    []GaleraEntry    `json:"galera"`
+	RabbitMQ  []RabbitEntry    `json:"rabbitmq"`
+	Memcached []MemcachedEntry `json:"memcached"`
+	NTP       []NTPEntry       `json:"ntp"`
+	Endpoint  []EndpointEntry  `json:"endpoint"`
+}
+
+// GaleraEntry is one controller's database.
+type GaleraEntry struct {
+	Node string `json:"node"`
+	galera.Status
+}
+
+// RabbitEntry is one controller's broker as the cluster sees it.
+type RabbitEntry struct {
+	Node    string `json:"node"`
+	Healthy bool   `json:"healthy"`
+	Problem string `json:"problem,omitempty"`
+	rabbitmq.NodeStatus
+}
+
+// MemcachedEntry is one controller's cache.
+type MemcachedEntry struct {
+	Node string `json:"node"`
+	memcached.Stats
+}
+
+// NTPEntry is one node's time.
+type NTPEntry struct {
+	Node string `json:"node"`
+	chrony.Status
+}
+
+// EndpointEntry is one controller's part of the database endpoint.
+type EndpointEntry struct {
+	Node    string `json:"node"`
+	Healthy bool   `json:"healthy"`
+	Problem string `json:"problem,omitempty"`
+	// HoldsVIP: keepalived has put the VIP on this node.
+	HoldsVIP bool            `json:"holdsVIP"`
+	HAProxy  endpoint.Status `json:"haproxy"`
+}
+
+// Target is what status needs: the spec, a way to run commands on nodes
+// (for chronyc and the VIP check) and the secrets of hastack's probe users.
+type Target struct {
+	Cluster *spec.Cluster
+	Nodes   map[string]node.Node
+	Secrets secrets.Source
+}
+
+// Collect probes everything in parallel and judges the result.
+func Collect(ctx context.Context, t Target) Report {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c := t.Cluster
+	ctls := c.Controllers()
+	var r Report
+	r.Services.Galera = make([]GaleraEntry, len(ctls))
+	r.Services.Memcached = make([]MemcachedEntry, len(ctls))
+	r.Services.Endpoint = make([]EndpointEntry, len(ctls))
+	r.Services.NTP = make([]NTPEntry, len(c.Spec.Nodes))
+	var wg sync.WaitGroup
+	var rabbit rabbitmq.Status
+	var writer string
+	var writerErr error
+	goDo := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	dbPass := t.Secrets.Get(secrets.DatabaseAdminPassword)
+	for i, n := range ctls {
+		goDo(func() {
+			st, _ := galera.Probe(ctx, galera.ProbeOptions{Address: hostPort(n.Address, c.Spec.Database.Port), User: galera.AdminUser, Password: dbPass})
+			r.Services.Galera[i] = GaleraEntry{Node: n.Name, Status: st}
+		})
+		goDo(func() {
+			st, _ := memcached.Probe(ctx, hostPort(n.Address, c.Spec.Memcached.Port))
+			r.Services.Memcached[i] = MemcachedEntry{Node: n.Name, Stats: st}
+		})
+		goDo(func() {
+			r.Services.Endpoint[i] = endpointEntry(ctx, t, n)
+		})
+	}
+	for i, n := range c.Spec.Nodes {
+		goDo(func() {
+			st, _ := chrony.Probe(ctx, t.Nodes[n.Name], chrony.ProbeOptions{MaxOffset: c.Spec.Requirements.MaxClockOffset.Duration})
+			r.Services.NTP[i] = NTPEntry{Node: n.Name, Status: st}
+		})
+	}
+	goDo(func() {
+		rabbit = probeRabbit(ctx, t)
+	})
+	goDo(func() {
+		writer, writerErr = vipWriter(ctx, t, dbPass)
+	})
+	wg.Wait()
+	for _, n := range ctls {
+		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit))
+	}
+	r.Bus = rabbit
+	r.Writer = writer
+	judge(&r, t, rabbit, writerErr)
+	r.Duration = time.Since(start)
+	return r
+}
+
+func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
+
+// probeRabbit asks the management API of the first controller that
+// answers: each node's view of the cluster is the same, and asking one
+// keeps status fast.
+func probeRabbit(ctx context.Context, t Target) rabbitmq.Status {
+	c := t.Cluster
+	var expected []string
+	for _, n := range c.Controllers() {
+		expected = append(expected, rabbitmq.NodeName(n))
+	}
+	var last rabbitmq.Status
+	for _, n := range c.Controllers() {
+		st, err := rabbitmq.Probe(ctx, rabbitmq.ProbeOptions{
+			URL:           rabbitmq.ManagementURL(n.Address, c.Spec.RabbitMQ.ManagementPort),
+			User:          rabbitmq.AdminUser,
+			Password:      t.Secrets.Get(secrets.RabbitAdminPassword),
+			ExpectedNodes: expected,
+		})
+		if err == nil {
+			return st
+		}
+		last = st
+	}
+	return last
+}
+
+// rabbitEntry is one controller's part of the cluster's answer.
+func rabbitEntry(n spec.Node, bus rabbitmq.Status) RabbitEntry {
+	e := RabbitEntry{Node: n.Name}
+	name := rabbitmq.NodeName(n)
+	found := false
+	for _, ns := range bus.Nodes {
+		if ns.Name == name {
+			e.NodeStatus, found = ns, true
+		}
+	}
+	switch {
+	case !found && bus.AnsweredBy == "":
+		e.Problem = "unknown: no controller's management API answers"
+	case !found:
+		e.Problem = name + " is not a member of the cluster"
+	case !e.Running:
+		e.Problem = name + " is not running"
+	case len(e.Partitions) > 0:
+		e.Problem = "partitioned from " + strings.Join(e.Partitions, ", ")
+	case e.MemoryAlarm || e.DiskAlarm:
+		e.Problem = "resource alarm raised: publishers are blocked"
+	}
+	e.Healthy = e.Problem == ""
+	return e
+}
+
+// endpointEntry asks one controller's HAProxy for its view and whether the
+// node holds the VIP.
+func endpointEntry(ctx context.Context, t Target, n spec.Node) EndpointEntry {
+	c := t.Cluster
+	e := EndpointEntry{Node: n.Name}
+	st, err := endpoint.Probe(ctx, hostPort(n.Address, c.Spec.Database.Endpoint.StatsPort))
+	e.HAProxy = st
+	if err != nil {
+		e.Problem = err.Error()
+	} else if !st.Healthy {
+		e.Problem = st.Problem
+	}
+	if nd := t.Nodes[n.Name]; nd != nil {
+		res, err := nd.Run(ctx, node.Cmd{Argv: []string{"ip", "-o", "-4", "addr", "show", "to", c.Spec.Database.Endpoint.VIP}})
+		e.HoldsVIP = err == nil && strings.TrimSpace(string(res.Stdout)) != ""
+	}
+	e.Healthy = e.Problem == ""
+	return e
+}
+
+// vipWriter connects through the VIP, as an OpenStack service would, and
+// asks which node answered.
+func vipWriter(ctx context.Context, t Target, password string) (string, error) {
+	c := t.Cluster
+	cfg := mysql.NewConfig()
+	cfg.User = galera.AdminUser
+	cfg.Passwd = password
+	cfg.Net = "tcp"
+	cfg.Addr = hostPort(c.Spec.Database.Endpoint.VIP, c.Spec.Database.Endpoint.Port)
+	cfg.Timeout = 2 * time.Second
+	cfg.ReadTimeout = 2 * time.Second
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return "", err
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	var host string
+	if err := db.QueryRowContext(ctx, "SELECT @@hostname").Scan(&host); err != nil {
+		return "", fmt.Errorf("the database endpoint %s does not answer: %w", cfg.Addr, err)
+	}
+	return host, nil
+}
+
+// judge sets each verdict. Serving: the endpoint answers SQL through the
+// VIP, the broker has a running node that is not cut off, and memcached
+// answers somewhere. Healthy: everything the spec deploys is up.
+func judge(r *Report, t Target, rabbit rabbitmq.Status, writerErr error) {
+	var problems []string
+	serving := true
+	synced := 0
+	for _, g := range r.Services.Galera {
+		if g.Healthy {
+			synced++
+		} else {
+			problems = append(problems, fmt.Sprintf("galera %s: %s", g.Node, g.Problem))
+		}
+	}
+	if writerErr != nil {
+		serving = false
+		problems = append(problems, "endpoint: "+writerErr.Error())
+	}
+	vipHolders := 0
+	for _, e := range r.Services.Endpoint {
+		if e.HoldsVIP {
+			vipHolders++
+		}
+		if !e.Healthy {
+			problems = append(problems, fmt.Sprintf("endpoint %s: %s", e.Node, e.Problem))
+		}
+	}
+	if vipHolders != 1 {
+		problems = append(problems, fmt.Sprintf("endpoint: %d controllers hold the VIP %s; exactly one must", vipHolders, t.Cluster.Spec.Database.Endpoint.VIP))
+	}
+	rabbitUp := 0
+	for _, e := range r.Services.RabbitMQ {
+		if e.Healthy {
+			rabbitUp++
+		} else {
+			problems = append(problems, fmt.Sprintf("rabbitmq %s: %s", e.Node, e.Problem))
+		}
+	}
+	if rabbit.AnsweredBy == "" {
+		first, _, _ := strings.Cut(rabbit.Problem, "\n")
+		problems = append(problems, "rabbitmq: "+first)
+	}
+	for _, w := range rabbit.Warnings {
+		problems = append(problems, "rabbitmq: "+w)
+	}
+	if rabbitUp == 0 {
+		serving = false
+	}
+	mcUp := 0
+	for _, m := range r.Services.Memcached {
+		if m.Healthy {
+			mcUp++
+		} else {
+			problems = append(problems, fmt.Sprintf("memcached %s: %s", m.Node, m.Problem))
+		}
+	}
+	if mcUp == 0 {
+		serving = false
+	}
+	for _, n := range r.Services.NTP {
+		if !n.Healthy {
+			problems = append(problems, fmt.Sprintf("ntp %s: %s", n.Node, n.Problem))
+		}
+	}
+	if synced == 0 {
+		serving = false
+	}
+	sort.Strings(problems)
+	r.Problems = problems
+	switch {
+	case !serving:
+		r.Verdict = NotServing
+	case len(problems) > 0:
+		r.Verdict = Degraded
+	default:
+		r.Verdict = Healthy
+	}
+	r.Healthy = r.Verdict == Healthy
+}
+
+// ExitCode maps a verdict to 'hastack status”s exit code.
+func (r Report) ExitCode() int {
+	switch r.Verdict {
+	case Healthy:
+		return 0
+	case Degraded:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Err is nil when healthy, else says what is wrong.
+func (r Report) Err() error {
+	if r.Healthy {
+		return nil
+	}
+	return errors.New(r.Verdict + ":\n  " + strings.Join(r.Problems, "\n  "))
+}
