@@ -68,12 +68,12 @@ func ask(ctx context.Context, address string) (stats, settings map[string]string
 		return nil, nil, err
 	}
 	defer conn.Close()
-	// Cancelling ctx unblocks any read or write in flight.
+	// The end of ctx (its deadline, which Probe always sets, or a cancel)
+	// unblocks any read or write in flight. Done this way rather than with
+	// conn.SetDeadline(deadline), the I/O error always comes after ctx.Err
+	// is set, so a timeout always reads as one.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
 
 	// Both commands in one write: memcached answers them in order.
 	if _, err := conn.Write([]byte("stats\r\nstats settings\r\n")); err != nil {
