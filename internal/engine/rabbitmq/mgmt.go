@@ -71,13 +71,6 @@ func isStatus(err error, status int) bool {
 	return errors.As(err, &ae) && ae.Status == status
 }
 
-// answered reports whether err came from a node that answered HTTP (as
-// opposed to one that refused the connection or timed out).
-func answered(err error) bool {
-	var ae *apiError
-	return err == nil || errors.As(err, &ae)
-}
-
 // call sends one request; out, when not nil, receives the JSON answer.
 // Any 2xx status is success. The error names the host, method and URL
 // (never the credentials) and carries the answer's body.
@@ -124,9 +117,9 @@ func (m *mgmt) call(ctx context.Context, method, path string, body []byte, out a
 	return nil
 }
 
-// ClusterNode is one entry of /api/nodes: a member of the cluster as the
+// clusterNode is one entry of /api/nodes: a member of the cluster as the
 // asked node sees it.
-type ClusterNode struct {
+type clusterNode struct {
 	Name    string `json:"name"`
 	Running bool   `json:"running"`
 	// Partitions lists the members this one cannot reach although they
@@ -136,8 +129,8 @@ type ClusterNode struct {
 
 // nodes lists the cluster's members as this node sees them (its Mnesia
 // cluster membership, running or not).
-func (m *mgmt) nodes(ctx context.Context) ([]ClusterNode, error) {
-	var out []ClusterNode
+func (m *mgmt) nodes(ctx context.Context) ([]clusterNode, error) {
+	var out []clusterNode
 	return out, m.call(ctx, http.MethodGet, "/api/nodes?columns=name,running,partitions", nil, &out)
 }
 

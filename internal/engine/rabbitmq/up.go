@@ -62,8 +62,9 @@ func Service() node.Service {
 		Argv: []string{Server},
 		User: User,
 		Dir:  HomeDir,
-		// HOME is where Erlang looks for the cookie. The rest is what the
-		// package's unit sets: no locale surprises in Erlang's file names.
+		// HOME is where Erlang looks for the cookie. A UTF-8 locale makes
+		// Erlang encode file names as UTF-8 (RabbitMQ warns when it runs
+		// with latin1), whatever the supervisor's own environment.
 		Env: []string{"HOME=" + HomeDir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8"},
 	}
 }
@@ -112,7 +113,7 @@ type facts struct {
 	// apiErr is nil when the management API answered /api/nodes with
 	// members; it is only asked when the service runs.
 	apiErr  error
-	members []ClusterNode
+	members []clusterNode
 }
 
 func (f *facts) answers() bool { return f.running && f.apiErr == nil }
@@ -137,19 +138,36 @@ func (f *facts) contentChanged(path string) bool {
 	return slices.ContainsFunc(f.changed, func(c engine.File) bool { return c.Path == path })
 }
 
-func adminAPI(t *plan.Target, n spec.Node) *mgmt {
-	return newMgmt(n.Name, n.Address, t.Cluster.Spec.RabbitMQ.ManagementPort, AdminUser, t.Secrets.Get(secrets.RabbitAdminPassword))
+// env is what planning and the steps share. The secrets are read once,
+// while planning: steps run in parallel, and a secrets store is not safe
+// for concurrent use.
+type env struct {
+	t             *plan.Target
+	ctls          []spec.Node
+	adminPassword string
+	defs          []byte // the rendered definitions.json
 }
+
+// api is a management API client of node n, logged in as hastack's
+// administrator.
+func (e *env) api(n spec.Node) *mgmt {
+	return newMgmt(n.Name, n.Address, e.t.Cluster.Spec.RabbitMQ.ManagementPort, AdminUser, e.adminPassword)
+}
+
+func (e *env) say(host, format string, a ...any) { e.t.Say("rabbitmq", host, format, a...) }
 
 func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	ctls := t.Cluster.Controllers()
 	if len(ctls) == 0 {
 		return nil, nil
 	}
-	// Rendered up front, one node after the other: a secrets store
-	// generates missing secrets on Get and is not safe for concurrent use.
+	e := &env{t: t, ctls: ctls, adminPassword: t.Secrets.Get(secrets.RabbitAdminPassword)}
+	var err error
+	if e.defs, err = Definitions(t.Cluster, t.Secrets); err != nil {
+		return nil, err
+	}
+	// Rendered up front, one node after the other, for the same reason.
 	all := make([]*facts, len(ctls))
-	byName := map[string]*facts{}
 	for i, n := range ctls {
 		files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
 		if err != nil {
@@ -160,24 +178,34 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			return nil, fmt.Errorf("%s: no way to reach this node", n.Name)
 		}
 		all[i] = &facts{n: n, nd: nd, files: files}
-		byName[n.Name] = all[i]
-	}
-	adminPassword := t.Secrets.Get(secrets.RabbitAdminPassword)
-	defsJSON, err := Definitions(t.Cluster, t.Secrets)
-	if err != nil {
-		return nil, err
 	}
 	err = plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
-		return gather(ctx, t, byName[name], adminPassword)
+		return gather(ctx, e, all[slices.IndexFunc(ctls, func(n spec.Node) bool { return n.Name == name })])
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := refuseUnsafe(t, all); err != nil {
+	if err := refuseUnsafe(e, all); err != nil {
 		return nil, err
 	}
+	steps, wave, checked := schedule(e, all)
+	if !checked {
+		// Nothing to start and every node answers: is the running
+		// cluster's provisioning still what the definitions say?
+		fixes, err := drift(ctx, e.api(all[0].n), e.defs)
+		if err != nil {
+			return nil, err
+		}
+		if len(fixes) > 0 {
+			steps = append(steps, checkStep(e, all[0], fixes, wave))
+		}
+	}
+	return steps, nil
+}
 
-	var steps []plan.Step
+// schedule turns the facts into steps and waves. It returns the next free
+// wave and whether the closing check is among the steps.
+func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bool) {
 	// Wave 0: folders and files, every node at once. Files are written
 	// before any (re)start so each broker boots with its final
 	// configuration.
@@ -191,20 +219,20 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	// for their peers' tables) are waited for, not restarted: a restart
 	// would only start that wait over.
 	up := map[string]bool{} // nodes expected to run in the cluster as the waves go
-	var waited []string
+	var waited []*facts
 	for _, f := range all {
 		if !f.running {
 			continue
 		}
 		up[f.n.Name] = true
 		if f.apiErr != nil && !f.needsRestart() {
-			steps = append(steps, waitStep(t, f, 1))
-			waited = append(waited, f.n.Name)
+			steps = append(steps, waitStep(e, f, 1))
+			waited = append(waited, f)
 		}
 	}
 
 	wave := 2
-	var touched []string // nodes started or restarted, in order
+	var touched []*facts // nodes started or restarted, in order
 	var toStart []*facts
 	for _, f := range all {
 		if !f.running {
@@ -231,8 +259,8 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 				group[f.n.Name] = true
 			}
 			for _, f := range withData {
-				steps = append(steps, startStep(t, f, wave, startTogether, group, false))
-				touched = append(touched, f.n.Name)
+				steps = append(steps, startStep(e, f, wave, startTogether, group, false))
+				touched = append(touched, f)
 			}
 			maps.Copy(up, group)
 			wave++
@@ -248,49 +276,36 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			how = startRejoin
 		}
 		up[f.n.Name] = true
-		steps = append(steps, startStep(t, f, wave, how, maps.Clone(up), false))
-		touched = append(touched, f.n.Name)
+		steps = append(steps, startStep(e, f, wave, how, maps.Clone(up), false))
+		touched = append(touched, f)
 		wave++
 	}
 	// Rolling restarts last, once every node that was down runs again:
 	// the cluster keeps its majority throughout.
 	for _, f := range all {
 		if f.needsRestart() {
-			steps = append(steps, startStep(t, f, wave, startRejoin, maps.Clone(up), true))
-			touched = append(touched, f.n.Name)
+			steps = append(steps, startStep(e, f, wave, startRestart, maps.Clone(up), true))
+			touched = append(touched, f)
 			wave++
 		}
 	}
 
-	// The closing check: after any start, or when the running cluster's
-	// users, vhost, permissions or policies have drifted from the
-	// definitions.
-	checkHost := ""
-	var fixes []string
+	// The closing check runs after any start or wait, through the node
+	// started last (the one whose view is newest).
+	var host *facts
 	switch {
 	case len(touched) > 0:
-		checkHost = touched[len(touched)-1]
+		host = touched[len(touched)-1]
 	case len(waited) > 0:
-		checkHost = waited[len(waited)-1]
+		host = waited[len(waited)-1]
 	default:
-		// Every node answers: ask the first one about the definitions.
-		f := all[0]
-		fixes, err = drift(ctx, adminAPI(t, f.n), t.Cluster, defsJSON)
-		if err != nil {
-			return nil, err
-		}
-		if len(fixes) > 0 {
-			checkHost = f.n.Name
-		}
+		return steps, wave, false
 	}
-	if checkHost != "" {
-		steps = append(steps, checkStep(t, byName[checkHost], ctls, defsJSON, fixes, wave))
-	}
-	return steps, nil
+	return append(steps, checkStep(e, host, nil, wave)), wave + 1, true
 }
 
 // gather learns the facts of one controller.
-func gather(ctx context.Context, t *plan.Target, f *facts, adminPassword string) error {
+func gather(ctx context.Context, e *env, f *facts) error {
 	var err error
 	if f.stale, err = plan.StaleFiles(ctx, f.nd, f.files); err != nil {
 		return err
@@ -324,7 +339,7 @@ func gather(ctx context.Context, t *plan.Target, f *facts, adminPassword string)
 		return err
 	}
 	if f.running {
-		f.members, f.apiErr = adminAPI(t, f.n).nodes(ctx)
+		f.members, f.apiErr = e.api(f.n).nodes(ctx)
 	}
 	return nil
 }
@@ -355,18 +370,18 @@ func dirsOK(ctx context.Context, nd node.Node) (bool, error) {
 	return true, nil
 }
 
-// refuseUnsafe refuses what no step of this phase should repair on its own: two
-// clusters, a partition, members the spec does not have, a management API
-// that refuses hastack's administrator, a cookie changed under a running
-// cluster. Each error says what to do.
-func refuseUnsafe(t *plan.Target, all []*facts) error {
+// refuseUnsafe refuses what no step of this phase should repair on its own:
+// two clusters, a partition, members the spec does not have, a management
+// API that refuses hastack's administrator, a cookie changed under a
+// running cluster. Each error says what to do.
+func refuseUnsafe(e *env, all []*facts) error {
 	var errs []error
 	want := map[string]bool{}
 	for _, f := range all {
 		want[NodeName(f.n)] = true
 	}
 	// Nodes in one cluster share one member list. Group the answering
-	// nodes by theirs; more than one group means split clusters.
+	// nodes by theirs; more than one group means separate clusters.
 	groups := map[string][]string{}
 	var keys []string
 	nodesRunning := 0
@@ -384,11 +399,10 @@ func refuseUnsafe(t *plan.Target, all []*facts) error {
 		for _, m := range f.members {
 			names = append(names, m.Name)
 			if len(m.Partitions) > 0 {
-				errs = append(errs, fmt.Errorf("%s: %s reports a network partition from %s; with partition handling %s the minority side pauses until the network heals; if it persists, restart the broker on the side with fewer nodes",
-					f.n.Name, m.Name, strings.Join(m.Partitions, ", "), t.Cluster.Spec.RabbitMQ.PartitionHandling))
+				errs = append(errs, partitionError(e, m))
 			}
 			if !want[m.Name] {
-				errs = append(errs, fmt.Errorf("%s: the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s' on %s", f.n.Name, m.Name, m.Name, f.n.Name))
+				errs = append(errs, strayError(m.Name))
 			}
 		}
 		slices.Sort(names)
@@ -410,12 +424,32 @@ func refuseUnsafe(t *plan.Target, all []*facts) error {
 	}
 	for _, f := range all {
 		if f.running && f.cookieChanged && nodesRunning > 1 {
-			errs = append(errs, fmt.Errorf("%s: the Erlang cookie differs from the secrets file's while the broker runs in a cluster: restarting nodes one at a time with a new cookie would leave them unable to talk to each other. "+
+			errs = append(errs, fmt.Errorf("%s: the Erlang cookie differs from the secrets file's while the broker runs in a cluster: restarting the nodes one at a time with a new cookie would leave them unable to talk to each other. "+
 				"Put back the secrets file that deployed this cluster, or stop rabbitmq on every controller (an outage) and run 'hastack up' again", f.n.Name))
 		}
 	}
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(slices.Compact(errs)...)
+	// Every node reports the same partition or stray member: say it once.
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	slices.Sort(msgs)
+	msgs = slices.Compact(msgs)
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// partitionError and strayError name no reporting node: every member
+// reports the same, and the caller says it once.
+func partitionError(e *env, m clusterNode) error {
+	return fmt.Errorf("%s is partitioned from %s: with partition handling %s the minority side pauses until the network heals; if the partition persists, restart the broker on the side with fewer nodes",
+		m.Name, strings.Join(m.Partitions, ", "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
+}
+
+func strayError(member string) error {
+	return fmt.Errorf("the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s' on a running controller", member, member)
 }
 
 func prepareStep(f *facts) *plan.Step {
@@ -446,12 +480,11 @@ func prepareStep(f *facts) *plan.Step {
 	}}
 }
 
-func waitStep(t *plan.Target, f *facts, wave int) plan.Step {
-	n, nd := f.n, f.nd
-	return plan.Step{Host: n.Name, Wave: wave,
-		Action: fmt.Sprintf("wait until %s answers on its management API (it runs but did not answer yet)", NodeName(n)),
+func waitStep(e *env, f *facts, wave int) plan.Step {
+	return plan.Step{Host: f.n.Name, Wave: wave,
+		Action: fmt.Sprintf("wait until %s answers on its management API (it runs but did not answer yet)", NodeName(f.n)),
 		Do: func(ctx context.Context) error {
-			return waitMember(ctx, t, n, nd, map[string]bool{n.Name: true}, bootTimeout)
+			return waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout)
 		}}
 }
 
@@ -461,14 +494,15 @@ const (
 	startFirst    startHow = iota // a blank node forming the cluster
 	startJoin                     // a blank node joining the running cluster
 	startRejoin                   // a former member coming back
+	startRestart                  // a running member restarted for its new configuration
 	startTogether                 // a former member started with the others after a full stop
 )
 
 // startStep starts (or restarts) the broker on one node and waits until it
 // runs in the cluster with every node of expect.
-func startStep(t *plan.Target, f *facts, wave int, how startHow, expect map[string]bool, restart bool) plan.Step {
-	n, nd := f.n, f.nd
-	verb := "start"
+func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool, restart bool) plan.Step {
+	n := f.n
+	verb, why := "start", ""
 	if restart {
 		var p []string
 		for _, c := range f.changed {
@@ -476,36 +510,36 @@ func startStep(t *plan.Target, f *facts, wave int, how startHow, expect map[stri
 				p = append(p, c.Path)
 			}
 		}
-		verb = "restart (changed " + strings.Join(p, ", ") + ")"
+		verb, why = "restart", " for the changed "+strings.Join(p, ", ")
 	}
 	timeout := bootTimeout
 	var then string
 	switch how {
 	case startFirst:
-		then = fmt.Sprintf("first node: it forms cluster %s; wait until its management API answers", t.Cluster.Metadata.Name)
+		then = fmt.Sprintf("first node: it forms cluster %s; wait until its management API answers", e.t.Cluster.Metadata.Name)
 	case startJoin:
-		then = "wait until it joins " + strings.Join(nodeNames(t, expect, n.Name), ", ")
-	case startRejoin:
-		then = "wait until it is back in the cluster with " + strings.Join(nodeNames(t, expect, n.Name), ", ")
+		then = "wait until it joins " + strings.Join(e.nodeNames(expect, n.Name), ", ")
+	case startRejoin, startRestart:
+		then = "wait until it is back in the cluster with " + strings.Join(e.nodeNames(expect, n.Name), ", ")
 	case startTogether:
-		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(nodeNames(t, expect, ""), ", ") + " run"
+		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
 		timeout = fullRestartTimeout
 	}
 	return plan.Step{Host: n.Name, Wave: wave,
-		Action: fmt.Sprintf("%s rabbitmq-server (%s); %s", verb, NodeName(n), then),
+		Action: fmt.Sprintf("%s rabbitmq-server (%s)%s; %s", verb, NodeName(n), why, then),
 		Do: func(ctx context.Context) error {
-			if err := plan.EnsureService(ctx, nd, Service(), restart); err != nil {
-				return fmt.Errorf("%w%s", err, logTails(ctx, n, nd))
+			if err := plan.EnsureService(ctx, f.nd, Service(), restart); err != nil {
+				return fmt.Errorf("%w%s", err, logTails(ctx, f))
 			}
-			return waitMember(ctx, t, n, nd, expect, timeout)
+			return waitMember(ctx, e, f, expect, timeout)
 		}}
 }
 
-// nodeNames lists the Erlang names of the spec nodes in set, in spec
+// nodeNames lists the Erlang names of the controllers in set, in spec
 // order, leaving out skip.
-func nodeNames(t *plan.Target, set map[string]bool, skip string) []string {
+func (e *env) nodeNames(set map[string]bool, skip string) []string {
 	var out []string
-	for _, n := range t.Cluster.Controllers() {
+	for _, n := range e.ctls {
 		if set[n.Name] && n.Name != skip {
 			out = append(out, NodeName(n))
 		}
@@ -513,41 +547,52 @@ func nodeNames(t *plan.Target, set map[string]bool, skip string) []string {
 	return out
 }
 
-// waitMember waits until node n's management API answers and shows n and
+// supervisorGrace is how long waitMember tolerates a supervisor that does
+// not answer (a dropped SSH connection, a busy lab init) before it gives
+// up on the node.
+const supervisorGrace = 30 * time.Second
+
+// waitMember waits until node f's management API answers and shows it and
 // every node of expect running in one cluster. It fails at once when the
-// broker exits, or when n answers from a cluster that lacks a running peer
-// of expect (it formed a cluster of its own): waiting would not mend either.
-func waitMember(ctx context.Context, t *plan.Target, n spec.Node, nd node.Node, expect map[string]bool, timeout time.Duration) error {
-	api := adminAPI(t, n)
+// broker exits, or when the node answers from a cluster that lacks a peer
+// of expect (it formed a cluster of its own): waiting would mend neither.
+func waitMember(ctx context.Context, e *env, f *facts, expect map[string]bool, timeout time.Duration) error {
+	n, api := f.n, e.api(f.n)
 	var fatal error
-	lastSay := time.Now()
-	err := plan.WaitFor(ctx, fmt.Sprintf("%s in the cluster", NodeName(n)), timeout, func(ctx context.Context) (bool, string) {
-		st, err := nd.Services().Status(ctx, ServiceName)
+	lastSay, supervisorOK := time.Now(), time.Now()
+	err := plan.WaitFor(ctx, fmt.Sprintf("%s running in the cluster", NodeName(n)), timeout, func(ctx context.Context) (bool, string) {
+		st, err := f.nd.Services().Status(ctx, ServiceName)
 		if err != nil {
+			if time.Since(supervisorOK) > supervisorGrace {
+				fatal = fmt.Errorf("%s: the node's supervisor does not answer: %w", n.Name, err)
+				return true, ""
+			}
 			return false, err.Error()
 		}
+		supervisorOK = time.Now()
 		if !st.Running {
 			how := fmt.Sprintf("exited with code %d", st.ExitCode)
 			if st.Signal != "" {
 				how = "was killed by " + st.Signal
 			}
-			fatal = fmt.Errorf("%s: %s %s while booting%s", n.Name, Server, how, logTails(ctx, n, nd))
+			fatal = fmt.Errorf("%s: %s %s while booting%s", n.Name, Server, how, logTails(ctx, f))
 			return true, ""
 		}
 		members, err := api.nodes(ctx)
 		if err != nil {
+			// Slow boots say so now and then, not at every poll.
 			if time.Since(lastSay) > 10*time.Second {
-				t.Say("rabbitmq", n.Name, "waiting for %s to boot: %v", NodeName(n), err)
+				e.say(n.Name, "waiting for %s to boot: %v", NodeName(n), err)
 				lastSay = time.Now()
 			}
 			return false, err.Error()
 		}
-		seen := map[string]ClusterNode{}
+		seen := map[string]clusterNode{}
 		for _, m := range members {
 			seen[m.Name] = m
 		}
 		var missing, down []string
-		for _, name := range nodeNames(t, expect, "") {
+		for _, name := range e.nodeNames(expect, "") {
 			m, ok := seen[name]
 			switch {
 			case !ok:
@@ -558,14 +603,14 @@ func waitMember(ctx context.Context, t *plan.Target, n spec.Node, nd node.Node, 
 		}
 		if len(missing) > 0 {
 			// Membership is settled before the management API starts, so
-			// an answer without a peer that runs is a separate cluster.
+			// an answer without an expected peer is a separate cluster.
 			var names []string
 			for _, m := range members {
 				names = append(names, m.Name)
 			}
 			fatal = fmt.Errorf("%s: %s runs outside the cluster of %s: its cluster has members [%s]. It formed a cluster of its own because at boot it could not reach its peers: check that %s resolves their names to their management addresses, reaches them on ports 4369 and %d, and has the same Erlang cookie. "+
 				"To join it, discarding its own messages and definitions, run on %s: rabbitmqctl stop_app; rabbitmqctl reset; rabbitmqctl join_cluster %s; rabbitmqctl start_app. Then run 'hastack up' again%s",
-				n.Name, NodeName(n), strings.Join(missing, ", "), strings.Join(names, ", "), n.Name, t.Cluster.Spec.RabbitMQ.DistPort, n.Name, missing[0], logTails(ctx, n, nd))
+				n.Name, NodeName(n), strings.Join(missing, ", "), strings.Join(names, ", "), n.Name, e.t.Cluster.Spec.RabbitMQ.DistPort, n.Name, missing[0], logTails(ctx, f))
 			return true, ""
 		}
 		if len(down) > 0 {
@@ -577,68 +622,71 @@ func waitMember(ctx context.Context, t *plan.Target, n spec.Node, nd node.Node, 
 		return fatal
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w%s", n.Name, err, logTails(ctx, n, nd))
+		return fmt.Errorf("%s: %w%s", n.Name, err, logTails(ctx, f))
 	}
 	return nil
 }
 
 // logTails returns the end of the broker's output and log, to put under an
-// error. The logs hold no secrets: RabbitMQ never logs passwords or the
-// cookie.
-func logTails(ctx context.Context, n spec.Node, nd node.Node) string {
-	// The broker may have died with ctx; still fetch the logs.
+// error. They hold no secret: RabbitMQ logs a hash of the cookie, never
+// the cookie or a password.
+func logTails(ctx context.Context, f *facts) string {
+	// The broker may have failed with ctx; still fetch the logs.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var b strings.Builder
-	for _, p := range []string{"/var/log/hastack/" + ServiceName + ".log", LogDir + "/" + NodeName(n) + ".log"} {
-		res, err := nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "15", p}})
+	for _, p := range []string{"/var/log/hastack/" + ServiceName + ".log", LogDir + "/" + NodeName(f.n) + ".log"} {
+		res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "15", p}})
 		if out := strings.TrimSpace(string(res.Stdout)); err == nil && out != "" {
-			fmt.Fprintf(&b, "\n--- last lines of %s on %s:\n%s", p, n.Name, out)
+			fmt.Fprintf(&b, "\n--- last lines of %s on %s:\n%s", p, f.n.Name, out)
 		}
 	}
 	return b.String()
 }
 
 // checkStep checks the whole cluster through one node and applies the
-// definitions where the running cluster drifted from them.
-func checkStep(t *plan.Target, f *facts, ctls []spec.Node, defsJSON []byte, fixes []string, wave int) plan.Step {
-	n, nd := f.n, f.nd
+// definitions where the running cluster drifted from them. fixes, known
+// when planning, go into the step's description.
+func checkStep(e *env, f *facts, fixes []string, wave int) plan.Step {
 	all := map[string]bool{}
-	for _, c := range ctls {
+	for _, c := range e.ctls {
 		all[c.Name] = true
 	}
-	r := t.Cluster.Spec.RabbitMQ
 	action := fmt.Sprintf("check the cluster: %s running, no partition; users, vhost %s, permissions and policies as in %s; no guest user",
-		strings.Join(nodeNames(t, all, ""), ", "), r.VHost, DefinitionsPath)
+		strings.Join(e.nodeNames(all, ""), ", "), e.t.Cluster.Spec.RabbitMQ.VHost, DefinitionsPath)
 	if len(fixes) > 0 {
 		action += "; fix: " + strings.Join(fixes, "; ")
 	}
-	return plan.Step{Host: n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
-		if err := waitMember(ctx, t, n, nd, all, checkTimeout); err != nil {
+	return plan.Step{Host: f.n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		if err := waitMember(ctx, e, f, all, checkTimeout); err != nil {
 			return err
 		}
-		api := adminAPI(t, n)
+		api := e.api(f.n)
 		members, err := api.nodes(ctx)
 		if err != nil {
 			return err
 		}
+		want := map[string]bool{}
+		for _, c := range e.ctls {
+			want[NodeName(c)] = true
+		}
 		for _, m := range members {
 			if len(m.Partitions) > 0 {
-				return fmt.Errorf("%s: %s reports a network partition from %s", n.Name, m.Name, strings.Join(m.Partitions, ", "))
+				return fmt.Errorf("%s: %w", f.n.Name, partitionError(e, m))
 			}
-			if !all[strings.TrimPrefix(m.Name, "rabbit@")] {
-				return fmt.Errorf("%s: the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s'", n.Name, m.Name, m.Name)
+			if !want[m.Name] {
+				return fmt.Errorf("%s: %w", f.n.Name, strayError(m.Name))
 			}
 		}
-		return provision(ctx, t, api, defsJSON)
+		return provision(ctx, e, api)
 	}}
 }
 
 // provision makes the running cluster's definitions match the file:
 // removes the guest user, imports the definitions when anything else
 // differs, and checks again.
-func provision(ctx context.Context, t *plan.Target, api *mgmt, defsJSON []byte) error {
-	fixes, err := drift(ctx, api, t.Cluster, defsJSON)
+func provision(ctx context.Context, e *env, api *mgmt) error {
+	fixes, err := drift(ctx, api, e.defs)
 	if err != nil || len(fixes) == 0 {
 		return err
 	}
@@ -651,18 +699,19 @@ func provision(ctx context.Context, t *plan.Target, api *mgmt, defsJSON []byte) 
 		}
 	}
 	if guest {
-		t.Say("rabbitmq", api.host, "deleting the default guest user")
+		e.say(api.host, "deleting the default guest user")
 		if err := api.deleteUser(ctx, "guest"); err != nil {
 			return err
 		}
 	}
 	if other {
-		t.Say("rabbitmq", api.host, "importing %s through the management API: %s", DefinitionsPath, strings.Join(fixes, "; "))
-		if err := api.importDefinitions(ctx, defsJSON); err != nil {
+		fixes = slices.DeleteFunc(fixes, func(f string) bool { return f == fixGuest })
+		e.say(api.host, "importing %s through the management API to %s", DefinitionsPath, strings.Join(fixes, "; "))
+		if err := api.importDefinitions(ctx, e.defs); err != nil {
 			return err
 		}
 	}
-	left, err := drift(ctx, api, t.Cluster, defsJSON)
+	left, err := drift(ctx, api, e.defs)
 	if err != nil {
 		return err
 	}
@@ -676,9 +725,9 @@ const fixGuest = "delete the default guest user"
 
 // drift compares the running cluster's users, vhosts, permissions and
 // policies with the definitions file and lists what differs, in words that
-// name no secret. It does not look for users the file does not name, but
-// for guest, whose well-known password must never work.
-func drift(ctx context.Context, api *mgmt, c *spec.Cluster, defsJSON []byte) ([]string, error) {
+// name no secret. Users the file does not name are left alone, but for
+// guest, whose well-known password must never work.
+func drift(ctx context.Context, api *mgmt, defsJSON []byte) ([]string, error) {
 	var d definitions
 	if err := json.Unmarshal(defsJSON, &d); err != nil {
 		return nil, fmt.Errorf("reading the rendered definitions: %w", err)

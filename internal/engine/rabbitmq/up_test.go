@@ -5,19 +5,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
@@ -205,6 +211,68 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
 		t.Fatalf("plan after the restart: %d steps, want none", len(steps))
 	}
+
+	// Changed by hand through the API: guest back, the OpenStack user's
+	// write permission gone. One step mends both, with no restart.
+	put := func(path, body string) {
+		t.Helper()
+		if err := api.call(ctx, http.MethodPut, path, []byte(body), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("/api/users/guest", `{"password":"guest","tags":"administrator"}`)
+	put("/api/permissions/%2F/"+r.User, `{"configure":".*","write":"^$","read":".*"}`)
+	steps = planSteps(t, ctx, tg)
+	if len(steps) != 1 || !strings.Contains(steps[0].Action, fixGuest) || !strings.Contains(steps[0].Action, "set the permissions of user "+r.User) {
+		t.Fatalf("plan after changes by hand: %d steps, want one that deletes guest and resets the permissions", len(steps))
+	}
+	runSteps(t, ctx, steps)
+	if err := amqpLogin(ctx, ctl1, "guest", "guest", r.VHost); err == nil {
+		t.Error("AMQP login as guest/guest succeeded after the fix")
+	}
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the fix: %d steps, want none", len(steps))
+	}
+
+	// A configuration change: files everywhere, then one restart at a
+	// time, each node back in the cluster before the next goes down.
+	c.Spec.RabbitMQ.NetTickTime.Duration += 5 * time.Second
+	steps = planSteps(t, ctx, tg)
+	restarts := 0
+	for _, s := range steps {
+		if strings.HasPrefix(s.Action, "restart") {
+			restarts++
+		}
+	}
+	if waves := plan.Waves(steps); restarts != len(ctls) || len(waves) != 1+len(ctls)+1 {
+		t.Fatalf("plan after a configuration change: %d restarts in %d waves, want %d restarts, one per wave, between the files and the check", restarts, len(waves), len(ctls))
+	}
+	t0 = time.Now()
+	runSteps(t, ctx, steps)
+	t.Logf("rolling restart of %d nodes in %s", len(ctls), time.Since(t0).Round(time.Millisecond))
+	checkCluster(t)
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the rolling restart: %d steps, want none", len(steps))
+	}
+
+	// Every broker stopped (a power cut of the whole control plane): the
+	// former members start together, as none boots without the others.
+	if err := plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
+		return tg.Node(name).Services().Stop(ctx, ServiceName, time.Minute)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	steps = planSteps(t, ctx, tg)
+	if waves := plan.Waves(steps); len(waves) != 2 || len(waves[0]) != len(ctls) {
+		t.Fatalf("plan after a full stop: %d waves, want the %d starts in one, then the check", len(waves), len(ctls))
+	}
+	t0 = time.Now()
+	runSteps(t, ctx, steps)
+	t.Logf("full cluster start in %s", time.Since(t0).Round(time.Millisecond))
+	checkCluster(t)
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the full start: %d steps, want none", len(steps))
+	}
 }
 
 // amqpLogin opens an AMQP 0-9-1 connection with PLAIN credentials and opens
@@ -318,4 +386,365 @@ func expectMethod(r *bufio.Reader, class, method uint16) ([]byte, error) {
 		return nil, fmt.Errorf("method %d.%d, want %d.%d", c, m, class, method)
 	}
 	return payload[4:size], nil
+}
+
+// testCluster is the example spec with n controllers.
+func testCluster(t *testing.T, controllers int) *spec.Cluster {
+	t.Helper()
+	y, err := spec.ExampleYAML(spec.ExampleOptions{Name: "unit", Controllers: controllers, Computes: 1, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ps := spec.Parse(y)
+	if err := ps.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testEnv(t *testing.T, c *spec.Cluster) *env {
+	t.Helper()
+	s := secrets.Fixed{}
+	defs, err := Definitions(c, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: &plan.Target{Cluster: c, Secrets: s}, ctls: c.Controllers(), adminPassword: s.Get(secrets.RabbitAdminPassword), defs: defs}
+}
+
+// nodeState is a controller's facts in a few words.
+type nodeState struct {
+	running, answers, hasData bool
+	changed                   []string // files whose content differs
+	apiErr                    error    // when running and not answering; default: connection refused
+}
+
+func testFacts(t *testing.T, e *env, states map[string]nodeState) []*facts {
+	t.Helper()
+	var all []*facts
+	for _, n := range e.ctls {
+		st := states[n.Name]
+		files, err := Renderer{}.Files(e.t.Cluster, n, e.t.Secrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData}
+		for _, p := range st.changed {
+			i := slices.IndexFunc(files, func(f engine.File) bool { return f.Path == p })
+			if i < 0 {
+				t.Fatalf("no rendered file %s", p)
+			}
+			f.stale = append(f.stale, files[i])
+			f.changed = append(f.changed, files[i])
+		}
+		if st.running && !st.answers {
+			f.apiErr = st.apiErr
+			if f.apiErr == nil {
+				f.apiErr = errors.New("connection refused")
+			}
+		}
+		if st.running && st.answers {
+			for _, o := range e.ctls {
+				if states[o.Name].running {
+					f.members = append(f.members, clusterNode{Name: NodeName(o), Running: true})
+				}
+			}
+		}
+		all = append(all, f)
+	}
+	return all
+}
+
+func TestSchedule(t *testing.T) {
+	c := testCluster(t, 3)
+	allFiles := []string{EnvPath, ConfigPath, AdvancedPath, PluginsPath, DefinitionsPath, CookiePath}
+	healthy := nodeState{running: true, answers: true, hasData: true}
+	stopped := nodeState{hasData: true}
+	blank := nodeState{changed: allFiles}
+	for _, tc := range []struct {
+		name   string
+		states map[string]nodeState
+		want   []string // "wave host what", what a substring of the action
+	}{
+		{"healthy", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, nil},
+		{"fresh: the first controller forms the cluster, the others join one at a time",
+			map[string]nodeState{"ctl1": blank, "ctl2": blank, "ctl3": blank},
+			[]string{"0 ctl1 write /etc/rabbitmq/rabbitmq-env.conf", "0 ctl2 write", "0 ctl3 write",
+				"2 ctl1 first node", "3 ctl2 joins rabbit@ctl1", "4 ctl3 joins rabbit@ctl1, rabbit@ctl2", "5 ctl3 check the cluster"}},
+		{"one broker down: only it starts",
+			map[string]nodeState{"ctl1": healthy, "ctl2": stopped, "ctl3": healthy},
+			[]string{"2 ctl2 start rabbitmq-server (rabbit@ctl2); wait until it is back in the cluster with rabbit@ctl1, rabbit@ctl3", "3 ctl2 check the cluster"}},
+		{"full stop: former members start together",
+			map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": stopped},
+			[]string{"2 ctl1 at once", "2 ctl2 at once", "2 ctl3 at once", "3 ctl3 check the cluster"}},
+		{"full stop with one node wiped: it joins after the others",
+			map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": blank},
+			[]string{"0 ctl3 write", "2 ctl1 at once", "2 ctl2 at once", "3 ctl3 joins rabbit@ctl1, rabbit@ctl2", "4 ctl3 check the cluster"}},
+		{"configuration changed: rolling restart",
+			map[string]nodeState{
+				"ctl1": {running: true, answers: true, hasData: true, changed: []string{ConfigPath}},
+				"ctl2": {running: true, answers: true, hasData: true, changed: []string{ConfigPath, DefinitionsPath}},
+				"ctl3": {running: true, answers: true, hasData: true, changed: []string{ConfigPath}},
+			},
+			[]string{"0 ctl1 write /etc/rabbitmq/rabbitmq.conf", "0 ctl2 write", "0 ctl3 write",
+				"2 ctl1 restart rabbitmq-server (rabbit@ctl1) for the changed /etc/rabbitmq/rabbitmq.conf; wait until it is back in the cluster with rabbit@ctl2, rabbit@ctl3",
+				"3 ctl2 for the changed /etc/rabbitmq/rabbitmq.conf;", "4 ctl3 restart", "5 ctl3 check the cluster"}},
+		{"only definitions changed: written, applied through the API, no restart",
+			map[string]nodeState{
+				"ctl1": {running: true, answers: true, hasData: true, changed: []string{DefinitionsPath}},
+				"ctl2": {running: true, answers: true, hasData: true, changed: []string{DefinitionsPath}},
+				"ctl3": {running: true, answers: true, hasData: true, changed: []string{DefinitionsPath}},
+			},
+			[]string{"0 ctl1 write /etc/rabbitmq/definitions.json", "0 ctl2 write", "0 ctl3 write"}},
+		{"a broker still booting is waited for, not restarted",
+			map[string]nodeState{"ctl1": {running: true, hasData: true}, "ctl2": healthy, "ctl3": healthy},
+			[]string{"1 ctl1 wait until rabbit@ctl1 answers", "2 ctl1 check the cluster"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEnv(t, c)
+			steps, _, _ := schedule(e, testFacts(t, e, tc.states))
+			var got []string
+			for _, w := range plan.Waves(steps) {
+				for _, s := range w {
+					got = append(got, fmt.Sprintf("%d %s %s", s.Wave, s.Host, s.Action))
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d steps, want %d:\n%s", len(got), len(tc.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tc.want {
+				wave, rest, _ := strings.Cut(w, " ")
+				host, what, _ := strings.Cut(rest, " ")
+				if !strings.HasPrefix(got[i], wave+" "+host+" ") || !strings.Contains(got[i], what) {
+					t.Errorf("step %d: %q, want wave %s on %s with %q", i, got[i], wave, host, what)
+				}
+			}
+			for _, s := range steps {
+				if strings.Contains(s.Action, "SECRET(") {
+					t.Errorf("step names a secret: %s", s.Action)
+				}
+			}
+		})
+	}
+}
+
+func TestRefuseUnsafe(t *testing.T) {
+	c := testCluster(t, 3)
+	healthy := nodeState{running: true, answers: true, hasData: true}
+	all3 := map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}
+	for _, tc := range []struct {
+		name   string
+		states map[string]nodeState
+		edit   func(all []*facts)
+		want   string // "" for no error
+	}{
+		{"healthy", all3, nil, ""},
+		{"split clusters", all3, func(all []*facts) {
+			all[2].members = []clusterNode{{Name: "rabbit@ctl3", Running: true}}
+			for _, f := range all[:2] {
+				f.members = f.members[:2]
+			}
+		}, "2 separate RabbitMQ clusters (ctl1, ctl2 see members [rabbit@ctl1, rabbit@ctl2]; ctl3 see members [rabbit@ctl3])"},
+		{"partition", all3, func(all []*facts) {
+			all[0].members[2].Partitions = []string{"rabbit@ctl1", "rabbit@ctl2"}
+		}, "rabbit@ctl3 is partitioned from rabbit@ctl1, rabbit@ctl2"},
+		{"stray member", all3, func(all []*facts) {
+			for _, f := range all {
+				f.members = append(f.members, clusterNode{Name: "rabbit@old1"})
+			}
+		}, "forget_cluster_node rabbit@old1"},
+		{"administrator refused", map[string]nodeState{"ctl1": {running: true, apiErr: &apiError{Status: http.StatusUnauthorized}}, "ctl2": healthy, "ctl3": healthy}, nil,
+			"ctl1: the management API refuses hastack's administrator"},
+		{"cookie changed under a running cluster", all3, func(all []*facts) {
+			all[1].cookieChanged = true
+		}, "ctl2: the Erlang cookie differs"},
+		{"cookie changed on a stopped cluster", map[string]nodeState{"ctl1": {hasData: true}, "ctl2": {hasData: true}, "ctl3": {hasData: true}}, func(all []*facts) {
+			for _, f := range all {
+				f.cookieChanged = true
+			}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEnv(t, c)
+			all := testFacts(t, e, tc.states)
+			if tc.edit != nil {
+				tc.edit(all)
+			}
+			err := refuseUnsafe(e, all)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("accepted, want an error with %q", tc.want)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			case err != nil && strings.Count(err.Error(), "\n") > 0 && tc.name != "split clusters":
+				t.Errorf("one problem reported more than once:\n%v", err)
+			}
+		})
+	}
+}
+
+// fakeAPI is the part of the management API the phase uses, over a map.
+type fakeAPI struct {
+	mu       sync.Mutex
+	login    string
+	password string
+	users    map[string]mgmtUser
+	vhosts   map[string]bool
+	perms    map[string]permission // vhost "\x00" user
+	policies map[string]policy     // vhost "\x00" name
+	calls    []string              // "METHOD path" of every change
+}
+
+func newFakeAPI(login, password string) *fakeAPI {
+	return &fakeAPI{login: login, password: password, users: map[string]mgmtUser{}, vhosts: map[string]bool{},
+		perms: map[string]permission{}, policies: map[string]policy{}}
+}
+
+func (a *fakeAPI) load(t *testing.T, defsJSON []byte) {
+	var d definitions
+	if err := json.Unmarshal(defsJSON, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range d.Users {
+		tags, _ := json.Marshal(u.Tags)
+		a.users[u.Name] = mgmtUser{Name: u.Name, PasswordHash: u.PasswordHash, Algorithm: u.Algorithm, Tags: tags}
+	}
+	for _, v := range d.VHosts {
+		a.vhosts[v.Name] = true
+	}
+	for _, p := range d.Permissions {
+		a.perms[p.VHost+"\x00"+p.User] = p
+	}
+	for _, p := range d.Policies {
+		a.policies[p.VHost+"\x00"+p.Name] = p
+	}
+}
+
+func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u, p, ok := r.BasicAuth(); !ok || u != a.login || p != a.password {
+		http.Error(w, `{"error":"not_authorised"}`, http.StatusUnauthorized)
+		return
+	}
+	var seg []string
+	for _, s := range strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/api/"), "/") {
+		u, _ := url.PathUnescape(s)
+		seg = append(seg, u)
+	}
+	if r.Method != http.MethodGet {
+		a.calls = append(a.calls, r.Method+" "+r.URL.EscapedPath())
+	}
+	reply := func(v any, ok bool) {
+		if !ok {
+			http.Error(w, `{"error":"Object Not Found","reason":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(v)
+	}
+	switch {
+	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "users":
+		u, ok := a.users[seg[1]]
+		reply(u, ok)
+	case r.Method == http.MethodDelete && len(seg) == 2 && seg[0] == "users":
+		_, ok := a.users[seg[1]]
+		delete(a.users, seg[1])
+		reply(nil, ok)
+	case r.Method == http.MethodGet && len(seg) == 2 && seg[0] == "vhosts":
+		reply(map[string]string{"name": seg[1]}, a.vhosts[seg[1]])
+	case r.Method == http.MethodGet && len(seg) == 3 && seg[0] == "permissions":
+		p, ok := a.perms[seg[1]+"\x00"+seg[2]]
+		reply(p, ok)
+	case r.Method == http.MethodGet && len(seg) == 3 && seg[0] == "policies":
+		p, ok := a.policies[seg[1]+"\x00"+seg[2]]
+		reply(p, ok)
+	case r.Method == http.MethodPost && len(seg) == 1 && seg[0] == "definitions":
+		var body bytes.Buffer
+		body.ReadFrom(r.Body)
+		var d definitions
+		if err := json.Unmarshal(body.Bytes(), &d); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The real import merges: it creates and overwrites, never deletes.
+		for _, u := range d.Users {
+			tags, _ := json.Marshal(u.Tags)
+			a.users[u.Name] = mgmtUser{Name: u.Name, PasswordHash: u.PasswordHash, Algorithm: u.Algorithm, Tags: tags}
+		}
+		for _, v := range d.VHosts {
+			a.vhosts[v.Name] = true
+		}
+		for _, p := range d.Permissions {
+			a.perms[p.VHost+"\x00"+p.User] = p
+		}
+		for _, p := range d.Policies {
+			a.policies[p.VHost+"\x00"+p.Name] = p
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.Error(w, "not in the fake: "+r.Method+" "+r.URL.Path, http.StatusMethodNotAllowed)
+	}
+}
+
+func fakeClient(t *testing.T, a *fakeAPI, password string) *mgmt {
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	p, _ := strconv.Atoi(port)
+	return newMgmt("ctl1", host, p, AdminUser, password)
+}
+
+func TestProvision(t *testing.T) {
+	for _, queueType := range []string{spec.QueueQuorum, spec.QueueMirrored} {
+		t.Run(queueType, func(t *testing.T) {
+			c := testCluster(t, 3)
+			c.Spec.RabbitMQ.QueueType = queueType
+			e := testEnv(t, c)
+			a := newFakeAPI(AdminUser, e.adminPassword)
+			a.load(t, e.defs)
+			api := fakeClient(t, a, e.adminPassword)
+			ctx := context.Background()
+
+			if fixes, err := drift(ctx, api, e.defs); err != nil || len(fixes) != 0 {
+				t.Fatalf("drift of a cluster loaded from the definitions: %q, %v", fixes, err)
+			}
+			if err := provision(ctx, e, api); err != nil || len(a.calls) != 0 {
+				t.Fatalf("provision of a cluster as defined: %v, changes %q", err, a.calls)
+			}
+
+			// Drift: guest exists, a password and a permission changed by hand.
+			a.users["guest"] = mgmtUser{Name: "guest", Tags: json.RawMessage(`["administrator"]`)}
+			u := a.users["openstack"]
+			u.PasswordHash = PasswordHash("openstack", "changed-by-hand")
+			a.users["openstack"] = u
+			p := a.perms["/\x00openstack"]
+			p.Write = "^$"
+			a.perms["/\x00openstack"] = p
+			fixes, err := drift(ctx, api, e.defs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"set the password of user openstack from the secrets file", `set the permissions of user openstack on vhost / to ".*" ".*" ".*"`, fixGuest}
+			if !slices.Equal(fixes, want) {
+				t.Fatalf("drift: %q, want %q", fixes, want)
+			}
+			if err := provision(ctx, e, api); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"DELETE /api/users/guest", "POST /api/definitions"}; !slices.Equal(a.calls, want) {
+				t.Errorf("changes: %q, want %q", a.calls, want)
+			}
+			if fixes, err := drift(ctx, api, e.defs); err != nil || len(fixes) != 0 {
+				t.Errorf("drift after provision: %q, %v", fixes, err)
+			}
+
+			// Refused credentials are an HTTP 401 the caller can tell apart.
+			_, _, err = fakeClient(t, a, "wrong").user(ctx, "openstack")
+			if !isStatus(err, http.StatusUnauthorized) || strings.Contains(err.Error(), e.adminPassword) {
+				t.Errorf("wrong password: %v, want a 401 that does not show the password", err)
+			}
+		})
+	}
 }
