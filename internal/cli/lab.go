@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -219,7 +220,7 @@ writes while it is taken.`,
 			if err != nil {
 				return err
 			}
-			info, err := l.Snapshot(cmd.Context(), args[0], nil)
+			info, err := l.Snapshot(cmd.Context(), args[0], restarter(s))
 			if err != nil {
 				return err
 			}
@@ -240,7 +241,7 @@ func newLabRollback(s Streams, f *labFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return l.Rollback(cmd.Context(), args[0], nil)
+			return l.Rollback(cmd.Context(), args[0], restarter(s))
 		},
 	}
 }
@@ -322,4 +323,46 @@ func newLabFault(s Streams, f *labFlags) *cobra.Command {
 	add("heal NODE", "Restore the node's management network", cobra.ExactArgs(1),
 		func(l *lab.Lab, c *cobra.Command, args []string) (string, error) { return l.Heal(c.Context(), args[0]) })
 	return cmd
+}
+
+// engineServices are the services 'hastack up' runs; after a snapshot or a
+// rollback they are brought back by 'up' itself, which knows the order the
+// engines need (Galera bootstraps from the node that stopped last), rather
+// than by replaying recorded command lines.
+var engineServices = map[string]bool{"chrony": true, "memcached": true, "mariadb": true, "rabbitmq": true, "galera-health": true, "haproxy": true, "keepalived": true}
+
+func restarter(s Streams) lab.Restarter {
+	return func(ctx context.Context, l *lab.Lab, svcs []lab.RunningService) error {
+		st := l.State()
+		c, err := (*spec.Cluster)(nil), error(nil)
+		if st.SpecPath != "" {
+			c, err = loadSpec(st.SpecPath, s.Err)
+		}
+		var others []lab.RunningService
+		engines := 0
+		for _, sv := range svcs {
+			_, specNode := func() (spec.Node, bool) {
+				if c == nil {
+					return spec.Node{}, false
+				}
+				return c.Node(sv.Node)
+			}()
+			if specNode && engineServices[sv.Service.Name] {
+				engines++
+				continue
+			}
+			others = append(others, sv)
+		}
+		if err := lab.DefaultRestarter(ctx, l, others); err != nil {
+			return err
+		}
+		if engines == 0 {
+			return nil
+		}
+		if c == nil {
+			return fmt.Errorf("cannot restart the engines: the lab's spec %q does not load (%v); fix it and run 'hastack up'", st.SpecPath, err)
+		}
+		fmt.Fprintf(s.Out, "starting the HA layer again with 'hastack up -f %s'\n", st.SpecPath)
+		return runUp(ctx, s, c, st.SpecPath, false, l)
+	}
 }

@@ -32,6 +32,11 @@ func target(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, err
 		}
 		return nil, nil, err
 	}
+	return labTarget(c, specPath, l)
+}
+
+// labTarget is the cluster's nodes on the lab l.
+func labTarget(c *spec.Cluster, specPath string, l *lab.Lab) (*plan.Target, *secrets.Store, error) {
 	if got := l.State().Cluster; got != c.Metadata.Name {
 		return nil, nil, fmt.Errorf("the lab on this machine is for cluster %q, not %q (from %s): run 'hastack lab down' and 'hastack lab up -f %s'", got, c.Metadata.Name, specPath, specPath)
 	}
@@ -87,7 +92,7 @@ host. 'up' says done only when 'status' finds everything healthy.`,
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s, c, file, dry)
+			return runUp(cmd.Context(), s, c, file, dry, nil)
 		},
 	}
 	addSpecFlag(cmd, &file)
@@ -95,8 +100,17 @@ host. 'up' says done only when 'status' finds everything healthy.`,
 	return cmd
 }
 
-func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry bool) error {
-	t, store, err := target(c, file)
+// runUp deploys c on the lab l, or on the lab the environment names when l
+// is nil.
+func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry bool, l *lab.Lab) error {
+	var t *plan.Target
+	var store *secrets.Store
+	var err error
+	if l != nil {
+		t, store, err = labTarget(c, file, l)
+	} else {
+		t, store, err = target(c, file)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	_ "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
 
 	"github.com/hastack/hastack/internal/lab"
@@ -137,6 +139,36 @@ func TestIntegrationUp(t *testing.T) {
 	}
 	if _, _, code := hs("status"); code != 0 {
 		t.Errorf("status after repair: exit %d", code)
+	}
+
+	// Snapshots with the HA layer deployed: a database made after the
+	// snapshot is gone after the rollback, and the layer is healthy again.
+	if _, _, code := hs("lab", "snapshot", "deployed"); code != 0 {
+		t.Fatal("snapshot with the layer deployed failed")
+	}
+	if _, _, code := hs("status"); code != 0 {
+		t.Errorf("status after snapshot: exit %d", code)
+	}
+	vip := "10.221.0.10:3306"
+	db, err := sql.Open("mysql", "hastack:"+sf.Secrets["database/hastack"]+"@tcp("+vip+")/?timeout=5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE DATABASE after_snapshot"); err != nil {
+		t.Fatalf("writing through the VIP: %v", err)
+	}
+	db.Close()
+	if _, _, code := hs("lab", "rollback", "deployed"); code != 0 {
+		t.Fatal("rollback with the layer deployed failed")
+	}
+	db, _ = sql.Open("mysql", "hastack:"+sf.Secrets["database/hastack"]+"@tcp("+vip+")/?timeout=5s")
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='after_snapshot'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("after rollback: database made after the snapshot: count %d, %v", n, err)
+	}
+	if _, _, code := hs("status"); code != 0 {
+		t.Errorf("status after rollback: exit %d", code)
 	}
 
 	if _, _, code := hs("lab", "down"); code != 0 {

@@ -57,6 +57,13 @@ func Up(ctx context.Context, c *spec.Cluster, specPath string, o Options) (*Lab,
 	} else if !errors.Is(err, ErrNoLab) {
 		return nil, err
 	}
+	if specPath != "" {
+		// Recorded for later commands (snapshots restart the layer with
+		// 'up'), which may run from another folder.
+		if abs, err := filepath.Abs(specPath); err == nil {
+			specPath = abs
+		}
+	}
 	st, err := plan(c, specPath, o)
 	if err != nil {
 		return nil, err
