@@ -62,6 +62,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary) []plan.Phase {
 		deploy.Facts(),
 		deploy.Packages(true),
 		deploy.Secrets(store),
+		deploy.Ports(),
 		chrony.Phase(),
 		memcached.Phase(),
 		galera.Phase(),

@@ -3,10 +3,12 @@ package cli
 import (
 	"database/sql"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
@@ -52,12 +54,31 @@ func TestIntegrationUp(t *testing.T) {
 	if _, _, code := hs("lab", "up"); code != 0 {
 		t.Fatal("lab up failed")
 	}
+	// A port an engine needs, taken by another program: 'up' names it and
+	// starts nothing.
+	if _, _, code := hs("lab", "exec", "ctl2", "--", "sh", "-c", "setsid socat TCP-LISTEN:11211,bind=10.221.0.12,fork,reuseaddr EXEC:/bin/true >/dev/null 2>&1 < /dev/null &"); code != 0 {
+		t.Fatal("could not start the squatter")
+	}
+	waitListening(t, "10.221.0.12:11211")
+	_, e, code := hs("up")
+	if code != 1 || !strings.Contains(e, "port 11211 (for memcached) is held by socat") || !strings.Contains(e, "ctl2") {
+		t.Errorf("up with a port taken: exit %d", code)
+	}
+	hs("lab", "fault", "kill", "ctl2", "socat")
+	if _, err := os.Stat(filepath.Join(dir, "hastack.secrets.yaml")); err != nil {
+		t.Errorf("the secrets phase before ports should have run: %v", err)
+	}
+
 	o, _, code := hs("up", "--dry-run")
 	if code != 0 || !strings.Contains(o, "would bootstrap a new Galera cluster") || !strings.Contains(o, "nothing was changed") {
 		t.Errorf("dry run: exit %d", code)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "hastack.secrets.yaml")); err == nil {
-		t.Error("a dry run wrote the secrets file")
+	before, _ := os.ReadFile(filepath.Join(dir, "hastack.secrets.yaml"))
+	if _, _, code := hs("up", "--dry-run"); code != 0 {
+		t.Errorf("second dry run: exit %d", code)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "hastack.secrets.yaml")); string(after) != string(before) {
+		t.Error("a dry run changed the secrets file")
 	}
 
 	o, _, code = hs("up")
@@ -192,4 +213,16 @@ func markedNodeInits(prefix string) []string {
 		}
 	}
 	return out
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
 }

@@ -386,7 +386,7 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	return plan.WaitUntil(ctx, n.Name()+": mariadb Synced", timeout, func(ctx context.Context) (bool, string, error) {
 		st, err := n.Services().Status(ctx, ServiceName)
 		if err == nil && !st.Running {
-			return false, "", fmt.Errorf("mariadbd exited (code %d %s); see /var/log/hastack/%s.log on %s", st.ExitCode, st.Signal, ServiceName, n.Name())
+			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of /var/log/hastack/%s.log on %s:\n%s", st.ExitCode, st.Signal, ServiceName, n.Name(), logTail(ctx, n, "/var/log/hastack/"+ServiceName+".log", 12))
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -449,4 +449,17 @@ func ParseRecoveredPosition(log string) string {
 		}
 	}
 	return pos
+}
+
+// logTail returns the last lines of a log file on a node, for errors.
+func logTail(ctx context.Context, n node.Node, path string, lines int) string {
+	data, err := n.ReadFile(ctx, path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return "  " + strings.Join(all, "\n  ")
 }
