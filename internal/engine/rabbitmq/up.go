@@ -110,6 +110,12 @@ type facts struct {
 	// hasData: the node's Mnesia folder holds a database, so it was a
 	// cluster member before and rejoins its cluster by itself on start.
 	hasData bool
+	// runningAtShutdown: the members the node last saw running (its
+	// nodes_running_at_shutdown file); nil when unknown. A stopped node
+	// waits at boot until one of them runs, unless forceBoot (the
+	// force_load file 'rabbitmqctl force_boot' leaves) says not to.
+	runningAtShutdown []string
+	forceBoot         bool
 	// apiErr is nil when the management API answered /api/nodes with
 	// members; it is only asked when the service runs.
 	apiErr  error
@@ -338,10 +344,40 @@ func gather(ctx context.Context, e *env, f *facts) error {
 	default:
 		return err
 	}
+	if f.hasData && !f.running {
+		data, err := f.nd.ReadFile(ctx, mnesiaDir(f.n)+"/nodes_running_at_shutdown")
+		switch {
+		case err == nil:
+			f.runningAtShutdown = erlangAtoms(string(data))
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		_, err = f.nd.ReadFile(ctx, mnesiaDir(f.n)+"/force_load")
+		switch {
+		case err == nil:
+			f.forceBoot = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+	}
 	if f.running {
 		f.members, f.apiErr = e.api(f.n).nodes(ctx)
 	}
 	return nil
+}
+
+// erlangAtoms reads a list of atoms as RabbitMQ writes it, e.g.
+// "[rabbit@ctl1,'rabbit@ctl-2'].", into names.
+func erlangAtoms(term string) []string {
+	term = strings.TrimSpace(term)
+	term = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(term, "."), "["), "]")
+	var out []string
+	for _, a := range strings.Split(term, ",") {
+		if a = strings.Trim(strings.TrimSpace(a), "'"); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // mnesiaDir is the node's database folder (RABBITMQ_MNESIA_DIR).
@@ -412,6 +448,26 @@ func refuseUnsafe(e *env, all []*facts) error {
 		}
 		groups[k] = append(groups[k], f.n.Name)
 	}
+	// A stopped node with data that a running cluster does not list was a
+	// member of another cluster (or was removed from this one): started,
+	// it would refuse to boot, or worse, bring that other cluster back.
+	for _, k := range keys {
+		members := strings.Split(k, ", ")
+		var strangers []string
+		for _, f := range all {
+			if !f.running && f.hasData && !slices.Contains(members, NodeName(f.n)) {
+				strangers = append(strangers, f.n.Name)
+			}
+		}
+		if len(strangers) > 0 {
+			errs = append(errs, strangerError(groups[k], k, strangers))
+		}
+	}
+	if nodesRunning == 0 {
+		if err := deadlockedStart(all); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(keys) > 1 {
 		var parts []string
 		for _, k := range keys {
@@ -439,6 +495,71 @@ func refuseUnsafe(e *env, all []*facts) error {
 		return nil
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// deadlockedStart refuses a full-cluster start that cannot succeed: the
+// stopped members with data all wait at boot for a peer they last saw
+// running, and every such peer is blank now (rebuilt) or no controller
+// any more, so it can only join once they run. They would wait for
+// rabbit's table timeout (5 minutes) and fail.
+func deadlockedStart(all []*facts) error {
+	starting := map[string]bool{}
+	for _, f := range all {
+		if f.hasData {
+			starting[NodeName(f.n)] = true
+		}
+	}
+	if len(starting) == 0 {
+		return nil
+	}
+	var stuck []string
+	missing := map[string]bool{}
+	for _, f := range all {
+		if !f.hasData {
+			continue
+		}
+		if f.forceBoot || f.runningAtShutdown == nil {
+			return nil // this one boots; the others load from it
+		}
+		var waits []string
+		for _, p := range f.runningAtShutdown {
+			if p != NodeName(f.n) && !starting[p] {
+				waits = append(waits, p)
+			}
+		}
+		if len(waits) == 0 {
+			return nil
+		}
+		stuck = append(stuck, f.n.Name)
+		for _, w := range waits {
+			missing[w] = true
+		}
+	}
+	gone := slices.Sorted(maps.Keys(missing))
+	who := strings.Join(stuck, ", ") + " each wait"
+	if len(stuck) == 1 {
+		who = stuck[0] + " waits"
+	}
+	return fmt.Errorf("no broker runs, and %s at boot for %s, which they last saw running but which has no data now (rebuilt, wiped, or no longer a controller), so it cannot come up before them: they would wait 5 minutes and fail. "+
+		"If that data is gone for good, let one of them boot without waiting: on %s (the one that stopped last, if you know it) run 'rabbitmqctl force_boot', then run 'hastack up' again",
+		who, strings.Join(gone, ", "), stuck[0])
+}
+
+// strangerError explains a cluster running on nodes without stopped
+// nodes that hold data of a cluster of their own, and how to keep one.
+func strangerError(running []string, members string, strangers []string) error {
+	var names []string
+	for _, s := range strangers {
+		names = append(names, "rabbit@"+s)
+	}
+	verb := "run"
+	if len(running) == 1 {
+		verb = "runs"
+	}
+	return fmt.Errorf("%s %s a cluster of [%s] that does not include %s, which hold the data of another RabbitMQ cluster (or were removed from this one): started, they would not join it. "+
+		"Keep one of the two clusters and wipe the nodes of the other: with the broker stopped, remove /var/lib/rabbitmq/mnesia/rabbit@<node>* on each, then run 'hastack up' again, and the wiped nodes join the cluster kept. "+
+		"To keep the running cluster, wipe %s; to keep the other, stop the broker on %s and wipe it instead",
+		strings.Join(running, ", "), verb, members, strings.Join(names, ", "), strings.Join(strangers, ", "), strings.Join(running, ", "))
 }
 
 // partitionError and strayError name no reporting node: every member
@@ -559,7 +680,8 @@ const supervisorGrace = 30 * time.Second
 func waitMember(ctx context.Context, e *env, f *facts, expect map[string]bool, timeout time.Duration) error {
 	n, api := f.n, e.api(f.n)
 	var fatal error
-	lastSay, supervisorOK := time.Now(), time.Now()
+	start := time.Now()
+	lastSay, supervisorOK := start, start
 	err := plan.WaitFor(ctx, fmt.Sprintf("%s running in the cluster", NodeName(n)), timeout, func(ctx context.Context) (bool, string) {
 		st, err := f.nd.Services().Status(ctx, ServiceName)
 		if err != nil {
@@ -580,9 +702,10 @@ func waitMember(ctx context.Context, e *env, f *facts, expect map[string]bool, t
 		}
 		members, err := api.nodes(ctx)
 		if err != nil {
-			// Slow boots say so now and then, not at every poll.
-			if time.Since(lastSay) > 10*time.Second {
-				e.say(n.Name, "waiting for %s to boot: %v", NodeName(n), err)
+			// A slow boot says now and then what the broker is at, which
+			// its log tells best (waiting for tables, syncing...).
+			if time.Since(lastSay) > 20*time.Second {
+				e.say(n.Name, "%s still booting (%s); its log: %s", NodeName(n), time.Since(start).Round(time.Second), lastLogLine(ctx, f))
 				lastSay = time.Now()
 			}
 			return false, err.Error()
@@ -642,6 +765,24 @@ func logTails(ctx context.Context, f *facts) string {
 		}
 	}
 	return b.String()
+}
+
+// lastLogLine is the last line of the broker's log, without its
+// timestamp, or a note saying there is none.
+func lastLogLine(ctx context.Context, f *facts) string {
+	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "1", LogDir + "/" + NodeName(f.n) + ".log"}})
+	line := strings.TrimSpace(string(res.Stdout))
+	if err != nil || line == "" {
+		return "(nothing yet)"
+	}
+	// "2026-11-24 19:52:35.587287+00:00 [info] <0.223.0> Waiting for ..."
+	if f := strings.SplitN(line, " ", 5); len(f) == 5 && strings.HasPrefix(f[2], "[") {
+		line = f[2] + " " + f[4]
+	}
+	if len(line) > 300 {
+		line = line[:300] + "..."
+	}
+	return line
 }
 
 // checkStep checks the whole cluster through one node and applies the

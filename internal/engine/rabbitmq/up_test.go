@@ -257,11 +257,15 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 
 	// Every broker stopped (a power cut of the whole control plane): the
 	// former members start together, as none boots without the others.
-	if err := plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
-		return tg.Node(name).Services().Stop(ctx, ServiceName, time.Minute)
-	}); err != nil {
-		t.Fatal(err)
+	stopAll := func() {
+		t.Helper()
+		if err := plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
+			return tg.Node(name).Services().Stop(ctx, ServiceName, time.Minute)
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	stopAll()
 	steps = planSteps(t, ctx, tg)
 	if waves := plan.Waves(steps); len(waves) != 2 || len(waves[0]) != len(ctls) {
 		t.Fatalf("plan after a full stop: %d waves, want the %d starts in one, then the check", len(waves), len(ctls))
@@ -272,6 +276,57 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	checkCluster(t)
 	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
 		t.Fatalf("plan after the full start: %d steps, want none", len(steps))
+	}
+
+	// ctl3 rebuilt and started by hand while its peers were down: blank
+	// and alone, it formed a cluster of its own. The plan refuses to go
+	// on and says how to keep one cluster; done as it says (keep the
+	// others', wipe ctl3, force one of them to boot), the next plan
+	// brings the three together.
+	wipe3 := func() {
+		t.Helper()
+		if _, err := tg.Node("ctl3").Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "rm -rf /var/lib/rabbitmq/mnesia/rabbit@ctl3*"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopAll()
+	wipe3()
+	if err := tg.Node("ctl3").Services().Start(ctx, Service()); err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.WaitFor(ctx, "ctl3 alone answering", bootTimeout, func(ctx context.Context) (bool, string) {
+		_, err := admin(ctls[2]).nodes(ctx)
+		return err == nil, fmt.Sprint(err)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Phase().Plan(ctx, tg)
+	if err == nil || !strings.Contains(err.Error(), "does not include rabbit@ctl1, rabbit@ctl2") {
+		t.Fatalf("plan with ctl3 in a cluster of its own: %v, want it refused", err)
+	}
+	t.Logf("refused as it should be: %v", err)
+	if err := tg.Node("ctl3").Services().Stop(ctx, ServiceName, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wipe3()
+	// ctl1 and ctl2 stopped while ctl3 ran: at boot each would wait for
+	// it, and the blank ctl3 cannot come up before them.
+	_, err = Phase().Plan(ctx, tg)
+	if err == nil || !strings.Contains(err.Error(), "rabbitmqctl force_boot") {
+		t.Fatalf("plan with ctl1 and ctl2 awaiting the wiped ctl3: %v, want it refused", err)
+	}
+	t.Logf("refused as it should be: %v", err)
+	if _, err := tg.Node("ctl1").Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "force_boot"}}); err != nil {
+		t.Fatal(err)
+	}
+	steps = planSteps(t, ctx, tg)
+	if waves := plan.Waves(steps); len(waves) != 3 || len(waves[0]) != 2 || waves[1][0].Host != "ctl3" {
+		t.Fatalf("plan after wiping ctl3: %d waves, want ctl1 and ctl2 together, then ctl3, then the check", len(waves))
+	}
+	runSteps(t, ctx, steps)
+	checkCluster(t)
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the rejoin: %d steps, want none", len(steps))
 	}
 }
 
@@ -444,15 +499,28 @@ func testFacts(t *testing.T, e *env, states map[string]nodeState) []*facts {
 			}
 		}
 		if st.running && st.answers {
+			// One cluster of every node that runs or ran.
 			for _, o := range e.ctls {
-				if states[o.Name].running {
-					f.members = append(f.members, clusterNode{Name: NodeName(o), Running: true})
+				if os := states[o.Name]; os.running || os.hasData {
+					f.members = append(f.members, clusterNode{Name: NodeName(o), Running: os.running})
 				}
 			}
 		}
 		all = append(all, f)
 	}
 	return all
+}
+
+func TestErlangAtoms(t *testing.T) {
+	for in, want := range map[string][]string{
+		"[rabbit@ctl1,rabbit@ctl2,rabbit@ctl3].\n": {"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"},
+		"['rabbit@ctl-1', rabbit@ctl2].":           {"rabbit@ctl-1", "rabbit@ctl2"},
+		"[].":                                      nil,
+	} {
+		if got := erlangAtoms(in); !slices.Equal(got, want) {
+			t.Errorf("erlangAtoms(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestSchedule(t *testing.T) {
@@ -531,6 +599,7 @@ func TestSchedule(t *testing.T) {
 func TestRefuseUnsafe(t *testing.T) {
 	c := testCluster(t, 3)
 	healthy := nodeState{running: true, answers: true, hasData: true}
+	stopped := nodeState{hasData: true}
 	all3 := map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}
 	for _, tc := range []struct {
 		name   string
@@ -555,6 +624,28 @@ func TestRefuseUnsafe(t *testing.T) {
 		}, "forget_cluster_node rabbit@old1"},
 		{"administrator refused", map[string]nodeState{"ctl1": {running: true, apiErr: &apiError{Status: http.StatusUnauthorized}}, "ctl2": healthy, "ctl3": healthy}, nil,
 			"ctl1: the management API refuses hastack's administrator"},
+		{"one node stopped", map[string]nodeState{"ctl1": stopped, "ctl2": healthy, "ctl3": healthy}, nil, ""},
+		{"stopped nodes hold another cluster's data", map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": healthy}, func(all []*facts) {
+			all[2].members = []clusterNode{{Name: "rabbit@ctl3", Running: true}}
+		},
+			"ctl3 runs a cluster of [rabbit@ctl3] that does not include rabbit@ctl1, rabbit@ctl2, which hold the data of another RabbitMQ cluster"},
+		{"a stopped blank node joins", map[string]nodeState{"ctl1": {}, "ctl2": healthy, "ctl3": healthy}, nil, ""},
+		{"full stop, awaiting a rebuilt node", map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": {}}, func(all []*facts) {
+			for _, f := range all[:2] {
+				f.runningAtShutdown = []string{"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"}
+			}
+		}, "ctl1, ctl2 each wait at boot for rabbit@ctl3"},
+		{"full stop, awaiting a rebuilt node, force_boot done", map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": {}}, func(all []*facts) {
+			for _, f := range all[:2] {
+				f.runningAtShutdown = []string{"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"}
+			}
+			all[1].forceBoot = true
+		}, ""},
+		{"full stop, the rebuilt node stopped first", map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": {}}, func(all []*facts) {
+			for _, f := range all[:2] {
+				f.runningAtShutdown = []string{"rabbit@ctl1", "rabbit@ctl2"}
+			}
+		}, ""},
 		{"cookie changed under a running cluster", all3, func(all []*facts) {
 			all[1].cookieChanged = true
 		}, "ctl2: the Erlang cookie differs"},
