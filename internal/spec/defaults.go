@@ -145,3 +145,53 @@ func setMinimums(p *Minimums, v Minimums) {
 	setInt(&p.DiskGB, v.DiskGB)
 	setInt(&p.NICs, v.NICs)
 }
+
+// SSH defaults.
+const (
+	DefaultSSHUser       = "root"
+	DefaultSSHPort       = 22
+	DefaultSSHKnownHosts = "~/.ssh/known_hosts"
+)
+
+// NodeSSH returns the SSH settings in force for node n: spec.ssh, overridden
+// field by field by the node's own block, then the defaults (the host is the
+// node's management address). ok is false when neither block exists: the
+// node is a lab node. The SSH defaults are decided here rather than in
+// ApplyDefaults because they inherit, and the blocks as written are kept so
+// that validation can point at the field that is wrong.
+func (c *Cluster) NodeSSH(n Node) (s SSH, ok bool) {
+	if c.Spec.SSH == nil && n.SSH == nil {
+		return SSH{}, false
+	}
+	if c.Spec.SSH != nil {
+		s = *c.Spec.SSH
+	}
+	if o := n.SSH; o != nil {
+		if o.Host != "" {
+			s.Host = o.Host
+		}
+		if o.User != "" {
+			s.User = o.User
+		}
+		if o.Port != 0 {
+			s.Port = o.Port
+		}
+		if o.IdentityFile != "" {
+			s.IdentityFile = o.IdentityFile
+		}
+		if o.Agent != nil {
+			s.Agent = o.Agent
+		}
+		if o.KnownHosts != "" {
+			s.KnownHosts = o.KnownHosts
+		}
+		if o.AcceptNewHostKeys != nil {
+			s.AcceptNewHostKeys = o.AcceptNewHostKeys
+		}
+	}
+	setStr(&s.Host, n.Address)
+	setStr(&s.User, DefaultSSHUser)
+	setInt(&s.Port, DefaultSSHPort)
+	setStr(&s.KnownHosts, DefaultSSHKnownHosts)
+	return s, true
+}

@@ -95,6 +95,18 @@ spec:
   - name: provider
     cidr: {{.Provider}}
 
+  # How hastack reaches the nodes. Without an ssh block, nodes are lab nodes on
+  # this machine ('hastack lab up'). {{if .O.Lab}}'hastack lab up --ssh' starts sshd in every
+  # lab node and adds the block that reaches them over SSH instead.{{else}}For real hosts, uncomment it: every node
+  # is then reached over SSH with these settings (a node's own 'ssh:' block
+  # overrides them field by field, and may name another 'host' than its address).{{end}}
+  # ssh:
+  #   user: root                        # another user needs passwordless sudo ('sudo -n')
+  #   port: 22
+  #   identityFile: ~/.ssh/id_ed25519   # a key without passphrase; or agent: true
+  #   knownHosts: ~/.ssh/known_hosts    # every host key is checked against it
+  #   acceptNewHostKeys: false          # true trusts a host's key on first use; a changed key is always refused
+
   # Controllers run chrony (serving time), memcached, MariaDB Galera, RabbitMQ
   # and the database endpoint; computes follow the controllers' time.
   # 3 controllers tolerate the loss of 1; 2 cannot fail over.

@@ -175,6 +175,15 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		// Optional blocks (ssh) and tri-state flags: the pointer only
+		// records presence; the value is checked as its element type.
+		w.walk(n, t.Elem(), path)
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+			w.add(n, path, "must be true or false, not %s", kindName(n))
+		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			w.add(n, path, "must be a mapping of fields, not %s", kindName(n))

@@ -184,3 +184,66 @@ func TestEveryErrorAtOnce(t *testing.T) {
 		t.Errorf("only %d errors reported; every problem must be reported at once:\n%v", n, ps.Err())
 	}
 }
+
+func TestNodeSSHInherits(t *testing.T) {
+	c, ps, err := Load("testdata/valid-ssh.yaml")
+	if err != nil || ps.Err() != nil {
+		t.Fatal(err, ps.Err())
+	}
+	want := []struct {
+		host, user, key, known string
+		port                   int
+		agent, acceptNew, sudo bool
+	}{
+		{"10.1.0.11", "debian", "~/.ssh/hastack_ed25519", "known_hosts", 22, false, false, true},
+		{"ctl2.admin.example", "debian", "~/.ssh/hastack_ed25519", "known_hosts", 2222, false, false, true},
+		{"10.1.0.13", "root", "~/.ssh/hastack_ed25519", "known_hosts", 22, true, true, false},
+	}
+	for i, w := range want {
+		s, ok := c.NodeSSH(c.Spec.Nodes[i])
+		if !ok {
+			t.Fatalf("node %d: no ssh settings", i)
+		}
+		if s.Host != w.host || s.User != w.user || s.IdentityFile != w.key || s.KnownHosts != w.known || s.Port != w.port ||
+			s.UseAgent() != w.agent || s.AcceptsNewHostKeys() != w.acceptNew || s.Sudo() != w.sudo {
+			t.Errorf("node %d: %+v agent=%v acceptNew=%v, want %+v", i, s, s.UseAgent(), s.AcceptsNewHostKeys(), w)
+		}
+	}
+	// No block anywhere: a lab node.
+	c2, _, _ := Load("testdata/valid-minimal.yaml")
+	if _, ok := c2.NodeSSH(c2.Spec.Nodes[0]); ok {
+		t.Error("a node without any ssh block has ssh settings")
+	}
+	// Defaults when only a key is given.
+	c2.Spec.Nodes[0].SSH = &SSH{IdentityFile: "k"}
+	s, _ := c2.NodeSSH(c2.Spec.Nodes[0])
+	if s.User != "root" || s.Port != 22 || s.KnownHosts != "~/.ssh/known_hosts" || s.Host != "192.0.2.1" || s.Sudo() {
+		t.Errorf("defaults: %+v", s)
+	}
+}
+
+// The example's commented ssh block is what an operator uncomments for real
+// hosts: it must validate as it stands.
+func TestExampleSSHBlockValidates(t *testing.T) {
+	data, err := ExampleYAML(ExampleOptions{Name: "prod", Controllers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if l, ok := strings.CutPrefix(line, "  # ssh:"); ok {
+			line = "  ssh:" + l
+		} else if l, ok := strings.CutPrefix(line, "  #   "); ok {
+			line = "    " + l
+		}
+		out = append(out, line)
+	}
+	c, ps := Parse([]byte(strings.Join(out, "\n")))
+	if ps.Err() != nil {
+		t.Fatalf("uncommented ssh block: %v", ps.Err())
+	}
+	s, ok := c.NodeSSH(c.Spec.Nodes[0])
+	if !ok || s.IdentityFile != "~/.ssh/id_ed25519" || s.User != "root" {
+		t.Errorf("uncommented ssh block not in force: %+v", s)
+	}
+}

@@ -55,7 +55,11 @@ type Metadata struct {
 
 // ClusterSpec is everything under spec:.
 type ClusterSpec struct {
-	Networks     []Network    `yaml:"networks"`
+	Networks []Network `yaml:"networks"`
+	// SSH, when set, reaches every node over SSH with these settings; a
+	// node's own ssh block overrides them field by field. With neither,
+	// a node is a lab node on this machine.
+	SSH          *SSH         `yaml:"ssh,omitempty"`
 	Nodes        []Node       `yaml:"nodes"`
 	NTP          NTP          `yaml:"ntp"`
 	Memcached    Memcached    `yaml:"memcached"`
@@ -76,7 +80,50 @@ type Node struct {
 	Role       string      `yaml:"role"`
 	Address    string      `yaml:"address"`
 	Interfaces []Interface `yaml:"interfaces"`
+	// SSH is how hastack reaches this node, as written; Cluster.NodeSSH
+	// gives the settings in force (inherited from spec.ssh, defaulted).
+	SSH *SSH `yaml:"ssh,omitempty"`
 }
+
+// SSH is how hastack reaches a real host: key authentication only, host
+// keys checked against a known_hosts file, sudo when the user is not root.
+// Unset fields inherit from spec.ssh, then take the defaults.
+type SSH struct {
+	// Host is the name or address to connect to; default the node's
+	// management address. Per node only.
+	Host string `yaml:"host,omitempty"`
+	// User logs in; default root. Any other user needs passwordless sudo:
+	// hastack runs every command through 'sudo -n'.
+	User string `yaml:"user,omitempty"`
+	// Port of the host's sshd; default 22.
+	Port int `yaml:"port,omitempty"`
+	// IdentityFile is a private key (OpenSSH or PEM format, not
+	// passphrase-protected: use the agent for those). A relative path is
+	// relative to the spec's folder; ~ is the home folder.
+	IdentityFile string `yaml:"identityFile,omitempty"`
+	// Agent offers the keys of the ssh-agent at $SSH_AUTH_SOCK.
+	Agent *bool `yaml:"agent,omitempty"`
+	// KnownHosts is the known_hosts file host keys are checked against;
+	// default ~/.ssh/known_hosts. Relative paths as for IdentityFile.
+	KnownHosts string `yaml:"knownHosts,omitempty"`
+	// AcceptNewHostKeys trusts the key of a host that is not in KnownHosts
+	// yet and records it there, like OpenSSH's StrictHostKeyChecking=
+	// accept-new. A key that differs from the recorded one is always
+	// refused.
+	AcceptNewHostKeys *bool `yaml:"acceptNewHostKeys,omitempty"`
+}
+
+// UseAgent reports whether the agent's keys are offered.
+func (s SSH) UseAgent() bool { return s.Agent != nil && *s.Agent }
+
+// AcceptsNewHostKeys reports whether unknown host keys are trusted on first
+// use.
+func (s SSH) AcceptsNewHostKeys() bool { return s.AcceptNewHostKeys != nil && *s.AcceptNewHostKeys }
+
+// Sudo reports whether commands go through sudo: whenever the user is not
+// root. There is no setting for it: hastack needs root on every node, and
+// sudo is the only other way to it.
+func (s SSH) Sudo() bool { return s.User != "root" }
 
 // Interface is one NIC of a node, attached to one of spec.networks.
 type Interface struct {

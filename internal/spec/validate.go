@@ -16,6 +16,8 @@ var (
 	sizeSuffix = regexp.MustCompile(`^[1-9][0-9]*[MG]$`)
 	vhostChars = regexp.MustCompile(`^/?[A-Za-z0-9_.-]*$`)
 	userChars  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	// unixUser is what Debian's adduser accepts by default.
+	unixUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // SSTMethods are the state snapshot transfer methods hastack renders.
@@ -32,6 +34,7 @@ func (c *Cluster) Validate() Problems {
 	c.validateNTP(v)
 	c.validateEngines(v, nets)
 	c.validateRequirements(v)
+	c.validateSSH(v)
 	return v.ps
 }
 
@@ -397,5 +400,56 @@ func (c *Cluster) validateRequirements(v *validator) {
 func checkPort(v *validator, path string, port int) {
 	if port < 1 || port > 65535 {
 		v.errf(path, "%d is not a TCP port (1-65535)", port)
+	}
+}
+
+// validateSSH checks every ssh block where it is written, then what the
+// blocks give each node together.
+func (c *Cluster) validateSSH(v *validator) {
+	if b := c.Spec.SSH; b != nil {
+		if b.Host != "" {
+			v.errf("spec.ssh.host", "set the host per node (spec.nodes[].ssh.host): here it would send every node to one machine")
+		}
+		validateSSHBlock(v, "spec.ssh", *b)
+	}
+	keyless := false
+	for i, n := range c.Spec.Nodes {
+		p := fmt.Sprintf("spec.nodes[%d].ssh", i)
+		if n.SSH != nil {
+			if n.SSH.Host != "" && !hostOrIP.MatchString(n.SSH.Host) {
+				v.errf(p+".host", "%q is not a host name or IP address", n.SSH.Host)
+			}
+			validateSSHBlock(v, p, *n.SSH)
+		}
+		s, ok := c.NodeSSH(n)
+		if !ok || s.IdentityFile != "" || s.UseAgent() {
+			continue
+		}
+		// Reported once at spec.ssh when every keyless node inherits it.
+		if n.SSH == nil {
+			keyless = true
+			continue
+		}
+		v.errf(p, "no key for node %s: give identityFile (a private key file) or agent: true (the keys of the ssh-agent at $SSH_AUTH_SOCK)", n.Name)
+	}
+	if keyless {
+		v.errf("spec.ssh", "no key: give identityFile (a private key file) or agent: true (the keys of the ssh-agent at $SSH_AUTH_SOCK)")
+	}
+}
+
+func validateSSHBlock(v *validator, p string, b SSH) {
+	if b.User != "" && !unixUser.MatchString(b.User) {
+		v.errf(p+".user", "%q is not a user name", b.User)
+	}
+	if b.Port != 0 {
+		checkPort(v, p+".port", b.Port)
+	}
+	for _, f := range []struct{ field, val string }{{"identityFile", b.IdentityFile}, {"knownHosts", b.KnownHosts}} {
+		if strings.ContainsAny(f.val, "\n\x00") {
+			v.errf(p+"."+f.field, "%q is not a file path", f.val)
+		}
+	}
+	if b.AcceptsNewHostKeys() {
+		v.warnf(p+".acceptNewHostKeys", "a host whose key is not in knownHosts yet is trusted on first use and recorded: whoever answers at its address then is trusted for good; prefer recording the keys beforehand (ssh-keyscan, checked against the hosts' consoles)")
 	}
 }
