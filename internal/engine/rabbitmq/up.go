@@ -140,10 +140,6 @@ func (f *facts) needsRestart() bool {
 	return false
 }
 
-func (f *facts) contentChanged(path string) bool {
-	return slices.ContainsFunc(f.changed, func(c engine.File) bool { return c.Path == path })
-}
-
 // env is what planning and the steps share. The secrets are read once,
 // while planning: steps run in parallel, and a secrets store is not safe
 // for concurrent use.
@@ -172,8 +168,10 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	if e.defs, err = Definitions(t.Cluster, t.Secrets); err != nil {
 		return nil, err
 	}
-	// Rendered up front, one node after the other, for the same reason.
+	// Rendered up front, one node after the other: rendering reads the
+	// secrets too.
 	all := make([]*facts, len(ctls))
+	byName := map[string]*facts{}
 	for i, n := range ctls {
 		files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
 		if err != nil {
@@ -184,9 +182,10 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			return nil, fmt.Errorf("%s: no way to reach this node", n.Name)
 		}
 		all[i] = &facts{n: n, nd: nd, files: files}
+		byName[n.Name] = all[i]
 	}
 	err = plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
-		return gather(ctx, e, all[slices.IndexFunc(ctls, func(n spec.Node) bool { return n.Name == name })])
+		return gather(ctx, e, byName[name])
 	})
 	if err != nil {
 		return nil, err
