@@ -234,4 +234,3 @@ func refuse(local net.Conn, err error) {
 	}
 	json.NewEncoder(local).Encode(map[string]string{"error": err.Error()})
 }
-
