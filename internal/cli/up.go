@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/signal"
 	"syscall"
@@ -22,17 +21,10 @@ import (
 	"github.com/hastack/hastack/internal/spec"
 )
 
-// target connects to the cluster's nodes. Today that is a lab on this
-// machine made from the same spec; real hosts over SSH come later.
+// target connects to the cluster's nodes: over SSH for nodes with an ssh
+// block, as lab nodes otherwise (transport.go).
 func target(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, error) {
-	l, err := lab.Open(lab.Options{})
-	if err != nil {
-		if errors.Is(err, lab.ErrNoLab) {
-			return nil, nil, fmt.Errorf("cluster %q: no lab is up for it, and real hosts over SSH are not supported yet: run 'hastack lab up -f %s' first", c.Metadata.Name, specPath)
-		}
-		return nil, nil, err
-	}
-	return labTarget(c, specPath, l)
+	return reach(c, specPath)
 }
 
 // labTarget is the cluster's nodes on the lab l.
@@ -55,12 +47,13 @@ func labTarget(c *spec.Cluster, specPath string, l *lab.Lab) (*plan.Target, *sec
 	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store, SharedClock: true}, store, nil
 }
 
-// Phases is the deploy, in order.
-func phases(store *secrets.Store, bin endpoint.AgentBinary) []plan.Phase {
+// Phases is the deploy, in order. Nodes on this machine (lab nodes, by
+// either transport) use its packages; real hosts get theirs installed.
+func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) []plan.Phase {
 	return []plan.Phase{
 		deploy.Connect(),
 		deploy.Facts(),
-		deploy.Packages(true),
+		deploy.Packages(onThisMachine),
 		deploy.Secrets(store),
 		deploy.Ports(),
 		chrony.Phase(),
@@ -119,7 +112,7 @@ func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry boo
 	if err != nil {
 		return err
 	}
-	rep, err := deploy.Run(ctx, t, phases(store, bin), deploy.Options{DryRun: dry, Out: s.Out})
+	rep, err := deploy.Run(ctx, t, phases(store, bin, t.SharedClock), deploy.Options{DryRun: dry, Out: s.Out})
 	if err != nil {
 		return err
 	}
