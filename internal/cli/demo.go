@@ -79,7 +79,11 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 	if err := r.WriteText(s.Out, c.Metadata.Name); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.Out, `
+	me := "hastack"
+	if strings.Contains(os.Args[0], "/") {
+		me = os.Args[0]
+	}
+	tips := strings.ReplaceAll(`
 Look around:
   hastack lab list                                  the nodes and their addresses
   hastack lab exec ctl1 -- mariadb -e "SHOW STATUS LIKE 'wsrep_cluster_size'"
@@ -89,7 +93,8 @@ Look around:
                                                     break a node, watch, repair
   hastack lab snapshot before; hastack lab rollback before
   hastack lab down                                  remove the lab (the spec %s stays)
-`, path)
+`, "hastack ", me+" ")
+	fmt.Fprintf(s.Out, tips, path)
 	if !r.Healthy {
 		return &ExitError{Code: r.ExitCode(), Err: r.Err()}
 	}

@@ -295,6 +295,11 @@ func judge(r *Report, t Target, rabbit rabbitmq.Status, writerErr error) {
 			problems = append(problems, fmt.Sprintf("rabbitmq %s: %s", e.Node, e.Problem))
 		}
 	}
+	if rabbit.AnsweredBy != "" && !rabbit.Healthy && rabbit.Problem != "" {
+		// Cluster-wide findings, e.g. a node whose metrics (partitions,
+		// alarms) are not collected yet: unknown is not healthy.
+		problems = append(problems, "rabbitmq: "+rabbit.Problem)
+	}
 	if rabbit.AnsweredBy == "" {
 		first, _, _ := strings.Cut(rabbit.Problem, "\n")
 		problems = append(problems, "rabbitmq: "+first)

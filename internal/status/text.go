@@ -35,7 +35,11 @@ func (r Report) WriteText(w io.Writer, cluster string) error {
 		if e.DiskAlarm {
 			alarms = append(alarms, "disk")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d MB\t%s\n", e.Node, yes(e.Healthy), yes(e.Running), dash(strings.Join(e.Partitions, ",")), dash(strings.Join(alarms, ",")), e.MemUsed>>20, e.MemLimit>>20, e.Uptime.Round(time.Second))
+		mem := fmt.Sprintf("%d/%d MB", e.MemUsed>>20, e.MemLimit>>20)
+		if !e.StatsReady {
+			mem = "(metrics pending)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Node, yes(e.Healthy), yes(e.Running), dash(strings.Join(e.Partitions, ",")), dash(strings.Join(alarms, ",")), mem, e.Uptime.Round(time.Second))
 	}
 	var qs []string
 	for typ, n := range r.Bus.Queues.ByType {

@@ -1,0 +1,97 @@
+package status
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hastack/hastack/internal/engine/chrony"
+	"github.com/hastack/hastack/internal/engine/galera"
+	"github.com/hastack/hastack/internal/engine/memcached"
+	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// healthyReport is three controllers and one compute with everything up.
+func healthyReport() (Report, rabbitmq.Status) {
+	var r Report
+	bus := rabbitmq.Status{Healthy: true, AnsweredBy: "rabbit@ctl1"}
+	for _, n := range []string{"ctl1", "ctl2", "ctl3"} {
+		r.Services.Galera = append(r.Services.Galera, GaleraEntry{Node: n, Status: galera.Status{Healthy: true}})
+		r.Services.Memcached = append(r.Services.Memcached, MemcachedEntry{Node: n, Stats: memcached.Stats{Healthy: true}})
+		r.Services.RabbitMQ = append(r.Services.RabbitMQ, RabbitEntry{Node: n, Healthy: true})
+		r.Services.Endpoint = append(r.Services.Endpoint, EndpointEntry{Node: n, Healthy: true, HoldsVIP: n == "ctl1"})
+		r.Services.NTP = append(r.Services.NTP, NTPEntry{Node: n, Status: chrony.Status{Healthy: true}})
+	}
+	r.Services.NTP = append(r.Services.NTP, NTPEntry{Node: "cmp1", Status: chrony.Status{Healthy: true}})
+	return r, bus
+}
+
+func TestJudge(t *testing.T) {
+	c := &spec.Cluster{}
+	c.Spec.Database.Endpoint.VIP = "10.77.0.10"
+	tgt := Target{Cluster: c}
+	cases := []struct {
+		name    string
+		break_  func(r *Report, bus *rabbitmq.Status) error
+		verdict string
+		problem string
+	}{
+		{"all up", func(*Report, *rabbitmq.Status) error { return nil }, Healthy, ""},
+		{"one galera node down", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Galera[1].Healthy, r.Services.Galera[1].Problem = false, "refused"
+			return nil
+		}, Degraded, "galera ctl2: refused"},
+		{"every galera node down", func(r *Report, _ *rabbitmq.Status) error {
+			for i := range r.Services.Galera {
+				r.Services.Galera[i].Healthy = false
+			}
+			return nil
+		}, NotServing, ""},
+		{"VIP does not answer", func(*Report, *rabbitmq.Status) error { return errors.New("timeout") }, NotServing, "endpoint: timeout"},
+		{"VIP on two nodes", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Endpoint[2].HoldsVIP = true
+			return nil
+		}, Degraded, "2 controllers hold the VIP"},
+		{"no broker answers", func(r *Report, bus *rabbitmq.Status) error {
+			*bus = rabbitmq.Status{Problem: "connection refused\nmore"}
+			for i := range r.Services.RabbitMQ {
+				r.Services.RabbitMQ[i].Healthy = false
+			}
+			return nil
+		}, NotServing, "rabbitmq: connection refused"},
+		{"guest present", func(_ *Report, bus *rabbitmq.Status) error {
+			bus.Warnings = []string{"the guest user exists"}
+			return nil
+		}, Degraded, "guest"},
+		{"compute clock unsynchronised", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.NTP[3].Healthy, r.Services.NTP[3].Problem = false, "not synchronised"
+			return nil
+		}, Degraded, "ntp cmp1"},
+		{"every memcached down", func(r *Report, _ *rabbitmq.Status) error {
+			for i := range r.Services.Memcached {
+				r.Services.Memcached[i].Healthy = false
+			}
+			return nil
+		}, NotServing, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, bus := healthyReport()
+			werr := tc.break_(&r, &bus)
+			judge(&r, tgt, bus, werr)
+			if r.Verdict != tc.verdict {
+				t.Errorf("verdict %q, want %q (problems %v)", r.Verdict, tc.verdict, r.Problems)
+			}
+			if r.Healthy != (tc.verdict == Healthy) {
+				t.Errorf("healthy = %v with verdict %q", r.Healthy, r.Verdict)
+			}
+			if tc.problem != "" && !strings.Contains(strings.Join(r.Problems, "\n"), tc.problem) {
+				t.Errorf("problems %v lack %q", r.Problems, tc.problem)
+			}
+			if want := map[string]int{Healthy: 0, Degraded: 1, NotServing: 2}[tc.verdict]; r.ExitCode() != want {
+				t.Errorf("exit code %d, want %d", r.ExitCode(), want)
+			}
+		})
+	}
+}
