@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -59,15 +60,23 @@ var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, L
 
 func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
+	var withSSH bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Make one virtual node per spec node",
 		Long: `Make one virtual node per node of the spec, plus a stand-in time server for
 each upstream NTP address (the lab has no internet). With no -f and no
 ./hastack.yaml, a default lab of 3 controllers and 1 compute is made and its
-spec written to ./hastack.yaml, so every other command finds it.`,
+spec written to ./hastack.yaml, so every other command finds it.
+
+With --ssh, every node also runs an sshd on its management address (port 22,
+a host key of its own, the lab's client key authorized for root), the nodes'
+host keys are written to <spec>.known_hosts beside the spec, and the spec gets
+a spec.ssh block: from then on up, status and check reach the nodes over SSH,
+exactly as real hosts. Delete the block to use the lab transport again.`,
 		Example: `  hastack lab up
-  hastack lab up -f big.yaml`,
+  hastack lab up -f big.yaml
+  hastack lab up --ssh && hastack up     # the deploy over SSH`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := file
@@ -93,16 +102,71 @@ spec written to ./hastack.yaml, so every other command finds it.`,
 			if err != nil {
 				return err
 			}
-			_, err = lab.Up(cmd.Context(), c, path, f.options(s))
+			if withSSH {
+				// Refused before the lab is made: nothing to undo.
+				for i, n := range c.Spec.Nodes {
+					if n.SSH != nil {
+						return fmt.Errorf("--ssh: spec.nodes[%d] (%s) has an ssh block of its own, which would override the lab's spec.ssh: remove it first", i, n.Name)
+					}
+				}
+			}
+			l, err := lab.Up(cmd.Context(), c, path, f.options(s))
 			if err != nil {
 				return err
+			}
+			if withSSH {
+				return labSSH(cmd.Context(), s, l, path)
+			}
+			if c.Spec.SSH != nil {
+				fmt.Fprintf(s.Out, "note: %s has spec.ssh, so hastack reaches the nodes over SSH; 'hastack lab up --ssh' starts sshd in the lab nodes and points spec.ssh at them\n", path)
 			}
 			fmt.Fprintln(s.Out, "next: hastack lab list; hastack lab exec <node> -- <command>; hastack lab down")
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	cmd.Flags().BoolVar(&withSSH, "ssh", false, "run sshd in every node and point the spec's ssh block at them: later commands reach the nodes over SSH")
 	return cmd
+}
+
+// labSSH makes the lab's nodes reachable over SSH and writes the spec's
+// ssh block that reaches them: the lab's client key, root, and the nodes'
+// host keys in <spec>.known_hosts beside the spec.
+func labSSH(ctx context.Context, s Streams, l *lab.Lab, specPath string) error {
+	known := strings.TrimSuffix(specPath, filepath.Ext(specPath)) + ".known_hosts"
+	acc, err := l.EnableSSH(ctx, known)
+	if err != nil {
+		return fmt.Errorf("%w\nthe lab is up, but not every node runs sshd; run 'hastack lab up --ssh' again once the cause is fixed", err)
+	}
+	data, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	block := spec.SSH{User: acc.User, IdentityFile: acc.IdentityFile, KnownHosts: filepath.Base(known)}
+	if c, ps := spec.Parse(data); ps.Err() == nil && c.Spec.SSH != nil && *c.Spec.SSH == block {
+		fmt.Fprintf(s.Out, "%s already reaches the nodes over SSH\n", specPath)
+		return nil
+	}
+	out, err := spec.SetClusterSSH(data, block)
+	if err != nil {
+		return fmt.Errorf("adding spec.ssh to %s: %w", specPath, err)
+	}
+	if c, ps := spec.Parse(out); ps.Err() != nil || c == nil {
+		return fmt.Errorf("adding spec.ssh to %s made it invalid (nothing written): %v", specPath, ps.Err())
+	}
+	fi, err := os.Stat(specPath)
+	if err != nil {
+		return err
+	}
+	tmp := specPath + ".tmp"
+	if err := os.WriteFile(tmp, out, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, specPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, "%s: spec.ssh added: up, status and check now reach every node over SSH (as root, key %s, host keys in %s)\n", specPath, acc.IdentityFile, known)
+	return nil
 }
 
 func newLabList(s Streams, f *labFlags) *cobra.Command {

@@ -247,3 +247,42 @@ func TestExampleSSHBlockValidates(t *testing.T) {
 		t.Errorf("uncommented ssh block not in force: %+v", s)
 	}
 }
+
+func TestSetClusterSSH(t *testing.T) {
+	data, err := ExampleYAML(ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := SSH{User: "root", IdentityFile: "/var/lib/hastack/lab/ssh/id_ed25519", KnownHosts: "hastack.known_hosts"}
+	out, err := SetClusterSSH(data, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inserted as text: every line of the original is still there, in order.
+	if !strings.Contains(string(out), "spec:\n  # How hastack reaches every node: over SSH") || !strings.HasSuffix(string(out), string(data[strings.Index(string(data), "spec:\n")+6:])) {
+		t.Errorf("not inserted under spec: as text:\n%s", out)
+	}
+	c, ps := Parse(out)
+	if ps.Err() != nil {
+		t.Fatalf("edited spec invalid: %v\n%s", ps.Err(), out)
+	}
+	for _, n := range c.Spec.Nodes {
+		got, ok := c.NodeSSH(n)
+		if !ok || got.IdentityFile != s.IdentityFile || got.KnownHosts != s.KnownHosts || got.User != "root" || got.Host != n.Address {
+			t.Errorf("%s: %+v", n.Name, got)
+		}
+	}
+	// Setting it again replaces the block; the spec stays valid.
+	s.IdentityFile = "/other/key"
+	again, err := SetClusterSSH(out, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ps = Parse(again)
+	if ps.Err() != nil {
+		t.Fatalf("re-edited spec invalid: %v\n%s", ps.Err(), again)
+	}
+	if got, _ := c.NodeSSH(c.Spec.Nodes[0]); got.IdentityFile != "/other/key" || strings.Count(string(again), "ssh:") != 1+strings.Count(string(data), "ssh:") {
+		t.Errorf("replace: %+v\n%s", got, again)
+	}
+}
