@@ -181,7 +181,7 @@ func judge(c *spec.Cluster, f *facts, o Options) []Result {
 		out = append(out, judgeVirtualisation(nf))
 		out = append(out, judgeLatency(c, nf)...)
 		out = append(out, judgeClockOffset(c, f, nf))
-		out = append(out, judgeNTP(c, nf))
+		out = append(out, judgeNTP(c, f, nf))
 		out = append(out, judgeNames(c, nf))
 		if n.IsController() {
 			out = append(out, judgePorts(c, nf))

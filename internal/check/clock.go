@@ -104,9 +104,9 @@ type offsetTo struct {
 }
 
 // offsets measures nf's clock against every controller but itself.
-func offsets(c *spec.Cluster, f *facts, nf *nodeFacts) []offsetTo {
+func offsets(f *facts, nf *nodeFacts) []offsetTo {
 	var out []offsetTo
-	for _, ctl := range c.Controllers() {
+	for _, ctl := range f.controllers {
 		if ctl.Name == nf.Spec.Name {
 			continue
 		}
@@ -150,7 +150,7 @@ func ntpSample(nf *nodeFacts, address string) (chrony.Source, bool) {
 func judgeClockOffset(c *spec.Cluster, f *facts, nf *nodeFacts) Result {
 	limit := c.Spec.Requirements.MaxClockOffset.Duration
 	r := Result{Node: nf.Spec.Name, Check: "clock offset", Limit: fmt.Sprintf("<= %s against every controller", limit)}
-	offs := offsets(c, f, nf)
+	offs := offsets(f, nf)
 	if len(offs) == 0 {
 		r.Status, r.Value = OK, "the only controller: the others are measured against it"
 		return r
@@ -207,10 +207,10 @@ func judgeOffsets(offs []offsetTo, limit time.Duration) (Status, string) {
 // judgeNTP checks the hierarchy and synchronisation by each node's own
 // chronyd. Before deploy there is no chronyd to ask: that is a warning
 // with the reason, not a failure (the offsets above are still measured).
-func judgeNTP(c *spec.Cluster, nf *nodeFacts) Result {
+func judgeNTP(c *spec.Cluster, f *facts, nf *nodeFacts) Result {
 	n := nf.Spec
 	var ctlAddrs []string
-	for _, ctl := range c.Controllers() {
+	for _, ctl := range f.controllers {
 		if ctl.Name != n.Name {
 			ctlAddrs = append(ctlAddrs, ctl.Address)
 		}

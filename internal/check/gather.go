@@ -86,6 +86,9 @@ func (n *nodeFacts) running(svc string) bool { return n.Services[svc].Running }
 // facts is everything gathered on every node, and from this machine.
 type facts struct {
 	nodes map[string]*nodeFacts
+	// controllers are the spec's, in spec order, listed once: judges
+	// that run per node look them up.
+	controllers []spec.Node
 	// Rabbit is one controller's management API's view of the cluster;
 	// not Done when RabbitMQ is deployed nowhere.
 	Rabbit fact[rabbitmq.Status]
@@ -136,7 +139,7 @@ func secret(s secrets.Source, name string) string {
 // inflated by the other measurements. Then everything else at once.
 func (g *gatherer) gather(ctx context.Context) *facts {
 	c := g.t.Cluster
-	f := &facts{nodes: map[string]*nodeFacts{}}
+	f := &facts{nodes: map[string]*nodeFacts{}, controllers: c.Controllers()}
 	for _, n := range c.Spec.Nodes {
 		f.nodes[n.Name] = &nodeFacts{Spec: n, Services: map[string]node.ServiceState{}}
 	}

@@ -3,7 +3,6 @@ package check
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -23,51 +22,54 @@ type resolution struct {
 	Found bool
 }
 
-// resolveScript resolves each argument with getent ahosts (getaddrinfo, as
-// the engines resolve: /etc/hosts, then DNS, per nsswitch.conf), marking
-// where each name's answer starts and how getent exited. One command per
-// node, whatever the number of names: the transport's cost stays linear.
-const resolveScript = `for n do printf '== %s\n' "$n"; getent ahosts "$n"; printf 'rc %s\n' "$?"; done`
+// resolveScript resolves each NAME=ADDRESS argument with getent ahosts
+// (getaddrinfo, as the engines resolve: /etc/hosts, then DNS, per
+// nsswitch.conf) and prints only the names that do not resolve to ADDRESS
+// alone, each with the distinct addresses it got (none: it does not
+// resolve), then how many it checked. Comparing on the node keeps what
+// comes back, and what hastack parses, small however many nodes there
+// are: the N lookups per node are the check's work and run on the nodes,
+// in parallel.
+const resolveScript = `for p do
+  n=${p%%=*} want=${p#*=}
+  got=$(getent ahosts "$n" | awk '!seen[$1]++ { printf "%s ", $1 }')
+  [ "$got" = "$want " ] || printf 'mismatch %s %s\n' "$n" "$got"
+done
+printf 'checked %d\n' $#`
 
 func (g *gatherer) resolve(ctx context.Context, nd node.Node, nodes []spec.Node) (map[string]resolution, error) {
 	argv := []string{"sh", "-c", resolveScript, "sh"}
 	for _, n := range nodes {
-		argv = append(argv, n.Name)
+		argv = append(argv, n.Name+"="+n.Address)
 	}
 	res, err := nd.Run(ctx, node.Cmd{Argv: argv})
 	if err != nil {
 		return nil, err
 	}
-	return parseResolve(string(res.Stdout)), nil
+	return parseResolve(string(res.Stdout), nodes)
 }
 
-// parseResolve reads resolveScript's output.
-func parseResolve(out string) map[string]resolution {
-	m := map[string]resolution{}
-	name := ""
-	var cur resolution
-	flush := func() {
-		if name != "" {
-			m[name] = cur
-		}
+// parseResolve reads resolveScript's output: every name resolves as the
+// spec says but those it lists.
+func parseResolve(out string, nodes []spec.Node) (map[string]resolution, error) {
+	m := make(map[string]resolution, len(nodes))
+	for _, n := range nodes {
+		m[n.Name] = resolution{Addrs: []string{n.Address}, Found: true}
 	}
+	checked := -1
 	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
 		switch {
-		case strings.HasPrefix(line, "== "):
-			flush()
-			name, cur = strings.TrimPrefix(line, "== "), resolution{}
-		case strings.HasPrefix(line, "rc "):
-			rc, _ := strconv.Atoi(strings.TrimPrefix(line, "rc "))
-			cur.Found = rc == 0 && len(cur.Addrs) > 0
-		default:
-			f := strings.Fields(line)
-			if len(f) > 0 && !slices.Contains(cur.Addrs, f[0]) {
-				cur.Addrs = append(cur.Addrs, f[0])
-			}
+		case len(f) >= 2 && f[0] == "mismatch":
+			m[f[1]] = resolution{Addrs: f[2:], Found: len(f) > 2}
+		case len(f) == 2 && f[0] == "checked":
+			checked, _ = strconv.Atoi(f[1])
 		}
 	}
-	flush()
-	return m
+	if checked != len(nodes) {
+		return nil, fmt.Errorf("name resolution script checked %d of %d names: %q", checked, len(nodes), truncate(strings.TrimSpace(out), 200))
+	}
+	return m, nil
 }
 
 // judgeNames checks every spec node's name as this node resolves it.

@@ -162,9 +162,9 @@ func majority(values map[string]string) (string, bool) {
 }
 
 // galeraUUIDs are the cluster state UUIDs the controllers report.
-func galeraUUIDs(c *spec.Cluster, f *facts) map[string]string {
+func galeraUUIDs(f *facts) map[string]string {
 	m := map[string]string{}
-	for _, ctl := range c.Controllers() {
+	for _, ctl := range f.controllers {
 		g := f.nodes[ctl.Name].Galera
 		if g.Done && g.Err == nil && g.V.UUID != "" && g.V.UUID != zeroUUID {
 			m[ctl.Name] = g.V.UUID
@@ -192,7 +192,7 @@ func judgeGaleraCluster(c *spec.Cluster, f *facts, nf *nodeFacts) Result {
 		return r
 	}
 	g := nf.Galera.V
-	uuids := galeraUUIDs(c, f)
+	uuids := galeraUUIDs(f)
 	common, clear := majority(uuids)
 	var problems []string
 	switch {
@@ -204,10 +204,11 @@ func judgeGaleraCluster(c *spec.Cluster, f *facts, nf *nodeFacts) Result {
 		problems = append(problems, fmt.Sprintf("state UUID %s, the others have %s: another cluster's history", short(g.UUID), short(common)))
 	}
 	if g.FromGrastate {
-		r.Value = "mariadb not running; grastate.dat: state " + short(g.UUID)
-		r.Status = Warn
+		// Stopped: it cannot be Primary, so only its history is judged,
+		// and a stopped member warns.
+		r.Status, r.Value = Warn, "mariadb not running; grastate.dat: state "+short(g.UUID)
 		if len(problems) > 0 {
-			r.Status, r.Value = Fail, r.Value+"; "+strings.Join(problems, "; ")
+			r.Status, r.Value = Fail, "mariadb not running; grastate.dat: "+strings.Join(problems, "; ")
 		}
 		return r
 	}
