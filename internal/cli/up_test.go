@@ -108,6 +108,7 @@ func TestIntegrationUp(t *testing.T) {
 		t.Errorf("status after up: exit %d", code)
 	}
 	var rep struct {
+		Writer   string                              `json:"writer"`
 		Healthy  bool                                `json:"healthy"`
 		Services map[string][]map[string]interface{} `json:"services"`
 	}
@@ -158,8 +159,18 @@ func TestIntegrationUp(t *testing.T) {
 	if strings.Contains(o, "[galera] ctl1") || strings.Contains(o, "[rabbitmq] ctl") && strings.Contains(o, "restart") {
 		t.Errorf("up after kills touched nodes that were fine")
 	}
-	if _, _, code := hs("status"); code != 0 {
+	o, _, code = hs("status", "-o", "json")
+	if code != 0 {
 		t.Errorf("status after repair: exit %d", code)
+	}
+	writerBefore := rep.Writer
+	if err := json.Unmarshal([]byte(o), &rep); err != nil {
+		t.Fatal(err)
+	}
+	// ctl2 rejoined with a donor other than the writer, so the writes
+	// stayed where they were.
+	if rep.Writer == "" || rep.Writer != writerBefore {
+		t.Errorf("writer before the kill %q, after the repair %q", writerBefore, rep.Writer)
 	}
 
 	// Snapshots with the HA layer deployed: a database made after the

@@ -254,6 +254,9 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 				return err
 			}
 			svc := Service(bootstrap)
+			if !bootstrap {
+				svc.Argv = append(svc.Argv, "--wsrep-sst-donor="+donorPreference(t.Cluster, f.name))
+			}
 			if !bootstrap && f.hasGra && !f.gra.Fresh() && f.gra.Seqno < 0 {
 				// The node crashed (seqno -1): recover its last committed
 				// position from InnoDB, as Debian's galera_recovery does,
@@ -462,4 +465,20 @@ func logTail(ctx context.Context, n node.Node, path string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return "  " + strings.Join(all, "\n  ")
+}
+
+// donorPreference lists the other controllers, last first, for a joining
+// node's state transfer. HAProxy sends writes to the first healthy
+// controller in spec order, and a donor is taken out of HAProxy while it
+// donates; asking the last ones first keeps the writer where it is. The
+// trailing comma lets Galera fall back to any node when none of them can.
+func donorPreference(c *spec.Cluster, joiner string) string {
+	var names []string
+	ctls := c.Controllers()
+	for i := len(ctls) - 1; i >= 0; i-- {
+		if ctls[i].Name != joiner {
+			names = append(names, ctls[i].Name)
+		}
+	}
+	return strings.Join(names, ",") + ","
 }
