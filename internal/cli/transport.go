@@ -86,6 +86,10 @@ func reach(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, erro
 func sshConfig(c *spec.Cluster, n spec.Node, specPath string) (sshnode.Config, error) {
 	s, _ := c.NodeSSH(n)
 	home, _ := os.UserHomeDir()
+	// Absolute, so that messages name the file wherever hastack ran.
+	if abs, err := filepath.Abs(specPath); err == nil {
+		specPath = abs
+	}
 	resolve := func(p string) string {
 		switch {
 		case p == "":

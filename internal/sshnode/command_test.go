@@ -106,6 +106,7 @@ func TestSudoErrors(t *testing.T) {
 		want   string // "" for not a sudo failure
 	}{
 		{1, "sudo: a password is required\n", "sudo needs a password on ctl1: give debian NOPASSWD sudo"},
+		{1, "Could not chdir to home directory /home/debian: No such file or directory\nsudo: a password is required\n", "sudo needs a password on ctl1"},
 		{127, "sh: 1: sudo: not found\n", "sudo is not installed on ctl1"},
 		{1, "debian is not in the sudoers file.\n", "may not use sudo on ctl1"},
 		{1, "grep: no match\n", ""},

@@ -52,6 +52,9 @@ func (n *Node) connect(c *connection) {
 		if errors.As(err, &ce) && ce.Final || attempt >= o.ConnectAttempts {
 			break
 		}
+		n.mu.Lock()
+		c.last = err
+		n.mu.Unlock()
 		time.Sleep(time.Duration(attempt) * time.Second)
 	}
 	var ce *ConnectError
@@ -238,15 +241,24 @@ func (n *Node) sudoErr(code int, stderr string) error {
 		return nil
 	}
 	u := n.cfg.User
+	// sudo's own complaint is one line of its own; sshd may have written
+	// others before it (a missing home folder, say).
+	var said string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "sudo:") || strings.Contains(line, "is not in the sudoers file") || strings.Contains(line, "not allowed to execute") {
+			said = strings.TrimSpace(line)
+			break
+		}
+	}
 	switch {
 	case code == 127 && strings.Contains(stderr, "sudo"):
 		return n.connErr(true, fmt.Errorf("user %s is not root and sudo is not installed on %s: install sudo and give %s passwordless sudo, or connect as root", u, n.cfg.Name, u))
-	case code == 1 && strings.HasPrefix(stderr, "sudo:") && (strings.Contains(stderr, "password is required") || strings.Contains(stderr, "terminal is required")):
+	case code != 1 || said == "":
+		return nil
+	case strings.Contains(said, "password is required") || strings.Contains(said, "terminal is required"):
 		return n.connErr(true, fmt.Errorf("sudo needs a password on %s: give %s NOPASSWD sudo (e.g. '%s ALL=(ALL:ALL) NOPASSWD: ALL' in /etc/sudoers.d/hastack), or connect as root", n.cfg.Name, u, u))
-	case code == 1 && strings.HasPrefix(stderr, "sudo:") || strings.Contains(stderr, "is not in the sudoers file") || strings.Contains(stderr, "not allowed to execute"):
-		return n.connErr(true, fmt.Errorf("user %s may not use sudo on %s (%s): give %s NOPASSWD sudo, or connect as root", u, n.cfg.Name, strings.TrimSpace(stderr), u))
 	}
-	return nil
+	return n.connErr(true, fmt.Errorf("user %s may not use sudo on %s (%s): give %s NOPASSWD sudo, or connect as root", u, n.cfg.Name, said, u))
 }
 
 // watch forgets the connection when it ends, and ends it when the host

@@ -217,6 +217,10 @@ type connection struct {
 	ready  chan struct{} // closed once client or err is set
 	client *ssh.Client
 	err    error
+	// last is the latest failed attempt while more are to come (guarded
+	// by the node's mu): what a caller whose deadline ends meanwhile is
+	// told, rather than only that its deadline passed.
+	last error
 }
 
 // Name is the node's name in the spec.
@@ -256,6 +260,12 @@ func (n *Node) acquire(ctx context.Context) (client *ssh.Client, release func(),
 	case <-c.ready:
 	case <-ctx.Done():
 		release()
+		n.mu.Lock()
+		last := c.last
+		n.mu.Unlock()
+		if last != nil {
+			return nil, nil, fmt.Errorf("%w (still trying; the last attempt: %v)", ctx.Err(), last)
+		}
 		return nil, nil, fmt.Errorf("%s: connecting to %s: %w", n.cfg.Name, n.cfg.who(), ctx.Err())
 	}
 	if c.err != nil {
