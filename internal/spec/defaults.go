@@ -39,6 +39,15 @@ const (
 	defaultNICs               = 2
 )
 
+// OpenStack releases whose option names hastack knows: "zed" is the one
+// whose libraries Debian 12 ships (oslo.messaging 14.0.3, oslo.cache 3.2.0,
+// oslo.config 9.0.0), "2026.1" (Gazpacho) the current one. The default is
+// Debian 12's, the platform hastack deploys on.
+var OpenStackReleases = []string{"zed", "2026.1"}
+
+// DefaultOpenStackRelease is the release rendered when the spec names none.
+const DefaultOpenStackRelease = "zed"
+
 // Partition handling modes of RabbitMQ.
 const (
 	PartitionPauseMinority = "pause_minority"
@@ -100,6 +109,8 @@ func (c *Cluster) ApplyDefaults() {
 	}
 	setStr(&r.VHost, DefaultRabbitVHost)
 	setStr(&r.User, DefaultRabbitUser)
+
+	setStr(&s.OpenStack.Release, DefaultOpenStackRelease)
 
 	q := &s.Requirements
 	setMinimums(&q.Controller, Minimums{defaultControllerCores, defaultControllerMemoryGB, defaultControllerDiskGB, defaultNICs})

@@ -152,6 +152,12 @@ spec:
     vhost: /
     user: openstack
 
+  # The OpenStack services on top ('hastack render' writes their settings for
+  # this layer; 'hastack lint' checks existing ones): option names follow this
+  # release. zed is what Debian 12 ships; 2026.1 is the current release.
+  openstack:
+    release: zed
+
   # The source document's hardware table and latency limit; 'hastack check'
   # measures every node against them.
   requirements:

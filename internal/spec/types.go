@@ -65,6 +65,7 @@ type ClusterSpec struct {
 	Memcached    Memcached    `yaml:"memcached"`
 	Database     Database     `yaml:"database"`
 	RabbitMQ     RabbitMQ     `yaml:"rabbitmq"`
+	OpenStack    OpenStack    `yaml:"openstack"`
 	Requirements Requirements `yaml:"requirements"`
 }
 
@@ -180,6 +181,13 @@ type RabbitMQ struct {
 	NetTickTime       Duration `yaml:"netTickTime"`
 	VHost             string   `yaml:"vhost"`
 	User              string   `yaml:"user"`
+}
+
+// OpenStack describes the services that use the shared layer: the release
+// whose option names the rendered service configs ('hastack render') and
+// 'hastack lint' follow.
+type OpenStack struct {
+	Release string `yaml:"release"`
 }
 
 // Requirements are the minimums of the source document's hardware table and

@@ -263,6 +263,10 @@ func (c *Cluster) validateEngines(v *validator, nets map[string]netip.Prefix) {
 		v.errf("spec.memcached.maxConnections", "must be positive")
 	}
 
+	if !slices.Contains(OpenStackReleases, s.OpenStack.Release) {
+		v.errf("spec.openstack.release", "%q is not a release hastack knows: use one of %s", s.OpenStack.Release, strings.Join(OpenStackReleases, ", "))
+	}
+
 	d := s.Database
 	switch d.Flavor {
 	case FlavorMariaDB:
