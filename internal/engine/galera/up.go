@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,7 @@ type nodeFacts struct {
 	gra         GraState
 	hasGra      bool
 	status      map[string]string // wsrep_% status when running and answering
+	startPos    string            // position recovered during a full-cluster recovery
 	statusErr   error
 }
 
@@ -257,7 +259,9 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			if !bootstrap {
 				svc.Argv = append(svc.Argv, "--wsrep-sst-donor="+donorPreference(t.Cluster, f.name))
 			}
-			if !bootstrap && f.hasGra && !f.gra.Fresh() && f.gra.Seqno < 0 {
+			if f.startPos != "" {
+				svc.Argv = append(svc.Argv, "--wsrep-start-position="+f.startPos)
+			} else if !bootstrap && f.hasGra && !f.gra.Fresh() && f.gra.Seqno < 0 {
 				// The node crashed (seqno -1): recover its last committed
 				// position from InnoDB, as Debian's galera_recovery does,
 				// so it can rejoin by IST instead of a full SST.
@@ -309,15 +313,46 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 					safe = append(safe, f)
 				}
 			}
-			if len(safe) != 1 {
-				return nil, fmt.Errorf("every Galera node is stopped and %d of them are marked safe_to_bootstrap (%s): the cluster did not stop cleanly, and picking a node blindly could lose committed writes. Full-cluster recovery is not automated yet: run 'mariadbd --wsrep-recover --user=mysql' on each controller, take the node with the highest recovered seqno, set safe_to_bootstrap: 1 in its %s/grastate.dat, and run 'hastack up' again", len(safe), describeSeqnos(withData), DataDir)
+			if len(safe) == 1 {
+				boot = safe[0]
+				add(boot, fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", boot.gra.Seqno), startAndWait(boot, true))
+			} else {
+				// Every node stopped without a clean shutdown (a power cut,
+				// every node killed). The documented recovery, done here
+				// rather than guessed: recover each node's last committed
+				// position from InnoDB, bootstrap from the most advanced
+				// one (ties: first in spec order), join the others.
+				var chosen *nodeFacts
+				add(withData[0], fmt.Sprintf("recover the last committed position on %s (none stopped cleanly: %s), then bootstrap from the most advanced", describeNames(withData), describeSeqnos(withData)), func(ctx context.Context) error {
+					best, pos, err := recoverMostAdvanced(ctx, t, withData)
+					if err != nil {
+						return err
+					}
+					best.startPos = pos
+					chosen = best
+					if err := markSafeToBootstrap(ctx, best.node); err != nil {
+						return err
+					}
+					t.Say("galera", best.name, "most advanced node: bootstrapping the cluster from it")
+					return startAndWait(best, true)(ctx)
+				})
+				for _, f := range facts {
+					f := f
+					add(f, "start mariadb and join the cluster (unless it was the node bootstrapped above)", func(ctx context.Context) error {
+						if f == chosen {
+							return nil
+						}
+						return startAndWait(f, false)(ctx)
+					})
+				}
+				break
 			}
-			boot = safe[0]
-			add(boot, fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", boot.gra.Seqno), startAndWait(boot, true))
 		}
-		for _, f := range facts {
-			if f != boot {
-				add(f, "start mariadb and join the cluster", startAndWait(f, false))
+		if boot != nil {
+			for _, f := range facts {
+				if f != boot {
+					add(f, "start mariadb and join the cluster", startAndWait(f, false))
+				}
 			}
 		}
 	}
@@ -481,4 +516,60 @@ func donorPreference(c *spec.Cluster, joiner string) string {
 		}
 	}
 	return strings.Join(names, ",") + ","
+}
+
+// recoverMostAdvanced recovers every node's last committed position and
+// returns the node with the highest seqno (ties: the first in spec order).
+// Every node must answer: choosing among some of them could lose writes
+// only the others hold.
+func recoverMostAdvanced(ctx context.Context, t *plan.Target, nodes []*nodeFacts) (*nodeFacts, string, error) {
+	type result struct {
+		seqno int64
+		pos   string
+	}
+	results := make([]result, len(nodes))
+	names := make([]string, len(nodes))
+	for i, f := range nodes {
+		names[i] = f.name
+	}
+	err := plan.ForEach(ctx, names, func(ctx context.Context, name string) error {
+		i := slices.Index(names, name)
+		pos, err := RecoverPosition(ctx, nodes[i].node)
+		if err != nil {
+			return err
+		}
+		_, seq, ok := strings.Cut(pos, ":")
+		n, perr := strconv.ParseInt(seq, 10, 64)
+		if !ok || perr != nil {
+			return fmt.Errorf("recovered position %q has no seqno", pos)
+		}
+		results[i] = result{n, pos}
+		t.Say("galera", name, "recovered position %s", pos)
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("%w\nno node was started: every node's position is needed to pick the most advanced", err)
+	}
+	best := 0
+	for i := range results {
+		if results[i].seqno > results[best].seqno {
+			best = i
+		}
+	}
+	return nodes[best], results[best].pos, nil
+}
+
+// markSafeToBootstrap sets safe_to_bootstrap: 1 in a node's grastate.dat,
+// which mariadbd requires before it bootstraps from that node.
+func markSafeToBootstrap(ctx context.Context, n node.Node) error {
+	_, err := n.Run(ctx, node.Cmd{Argv: []string{"sed", "-i", "s/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/", DataDir + "/grastate.dat"}})
+	return err
+}
+
+func describeNames(fs []*nodeFacts) string {
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.name)
+	}
+	return strings.Join(names, ", ")
 }
