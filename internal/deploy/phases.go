@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -121,12 +122,8 @@ func Packages(lab bool) plan.Phase {
 				return nil, fmt.Errorf("%s: packages %s are missing; lab nodes use this machine's packages: install them here (bash scripts/install-deps, or apt-get install %s) and run 'hastack up' again", n.Name, strings.Join(m, " "), strings.Join(m, " "))
 			}
 			nd := t.Node(n.Name)
-			steps = append(steps, plan.Step{Host: n.Name, Action: "apt-get install " + strings.Join(m, " "), Do: func(ctx context.Context) error {
-				_, err := nd.Run(ctx, node.Cmd{
-					Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, m...),
-					Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
-				})
-				return err
+			steps = append(steps, plan.Step{Host: n.Name, Action: "apt-get install " + strings.Join(m, " ") + " (services not started by the packages)", Do: func(ctx context.Context) error {
+				return installQuietly(ctx, nd, m)
 			}})
 		}
 		return steps, nil
@@ -182,4 +179,36 @@ func Secrets(store *secrets.Store) plan.Phase {
 
 func asCommandError(err error, target **node.CommandError) bool {
 	return errors.As(err, target)
+}
+
+// policyRCD refuses every service start requested by a package script.
+const policyRCD = "#!/bin/sh\n# hastack: packages being installed must not start their services; hastack starts them with its configuration.\nexit 101\n"
+
+// installQuietly installs packages without letting their scripts start
+// the services: Debian starts mariadb, rabbitmq-server, memcached... on
+// install with the packaged configuration, which would bind the engines'
+// ports with the wrong settings (and a stand-alone MariaDB would later look
+// like a Galera node without a cluster). A policy-rc.d that refuses starts
+// is in place for the install only, unless the host already has one.
+func installQuietly(ctx context.Context, nd node.Node, pkgs []string) error {
+	const path = "/usr/sbin/policy-rc.d"
+	_, err := nd.ReadFile(ctx, path)
+	ours := errors.Is(err, fs.ErrNotExist)
+	if ours {
+		if err := nd.WriteFile(ctx, path, []byte(policyRCD), 0o755, ""); err != nil {
+			return err
+		}
+		defer func() {
+			// With a fresh context: the install may have hit its deadline,
+			// and the host must not keep refusing service starts.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = nd.Run(cctx, node.Cmd{Argv: []string{"rm", "-f", path}})
+		}()
+	}
+	_, err = nd.Run(ctx, node.Cmd{
+		Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
+		Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
+	})
+	return err
 }
