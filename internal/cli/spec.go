@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/render"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -114,7 +115,9 @@ func newRender(s Streams) *cobra.Command {
 		Use:   "render",
 		Short: "Write every file each node needs, laid out as that node's filesystem",
 		Long: `Render the configuration of every engine for every node into
-DIR/<node>/<path> (DIR/ctl1/etc/chrony/chrony.conf, ...). Secrets are
+DIR/<node>/<path> (DIR/ctl1/etc/chrony/chrony.conf, ...), and the settings
+each OpenStack service needs from this layer into DIR/openstack/<service>.conf
+(nova, cinder, neutron, ceilometer, keystone). Secrets are
 generated on first need into the secrets file beside the spec (mode 0600)
 and appear only in the files that need them, also mode 0600.`,
 		Example: `  hastack render --out /tmp/rendered
@@ -136,13 +139,20 @@ and appear only in the files that need them, also mode 0600.`,
 			if err != nil {
 				return err
 			}
+			services, err := openstack.Render(c, store)
+			if err != nil {
+				return err
+			}
 			if err := store.Save(); err != nil {
 				return err
 			}
 			if err := render.WriteTree(out, nodes); err != nil {
 				return err
 			}
-			count := 0
+			if err := openstack.WriteFiles(out, services); err != nil {
+				return err
+			}
+			count := len(services)
 			for _, nf := range nodes {
 				count += len(nf.All())
 			}

@@ -1,0 +1,316 @@
+// Package openstack is the OpenStack side of the shared layer: the settings
+// each service (nova, cinder, neutron, ceilometer, keystone) needs to use
+// RabbitMQ, the database endpoint and memcached so that the loss of one
+// controller costs seconds, not minutes; the option names each supported
+// release reads; and a linter that finds the HA mistakes in existing
+// service configs.
+package openstack
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Dir is the folder of the rendered service configs under render's --out.
+const Dir = "openstack"
+
+// service is what one OpenStack service needs from the layer.
+type service struct {
+	name string
+	// databases maps config sections to database names ([database] nova,
+	// [api_database] nova_api); empty for services without SQL.
+	databases [][2]string
+	// notifies: the service emits notifications that ceilometer consumes.
+	notifies bool
+	// consumes: the service consumes notifications (ceilometer).
+	consumes bool
+	// authtoken: the service validates tokens with keystonemiddleware.
+	authtoken bool
+}
+
+// Services are the services the source document names (Compute, Block
+// Storage, Networking, Telemetry) and keystone, which caches in memcached.
+var services = []service{
+	{name: "nova", databases: [][2]string{{"database", "nova"}, {"api_database", "nova_api"}}, notifies: true, authtoken: true},
+	{name: "cinder", databases: [][2]string{{"database", "cinder"}}, notifies: true, authtoken: true},
+	{name: "neutron", databases: [][2]string{{"database", "neutron"}}, notifies: true, authtoken: true},
+	{name: "ceilometer", consumes: true},
+	{name: "keystone", databases: [][2]string{{"database", "keystone"}}, notifies: true},
+}
+
+// ServiceNames lists the services rendered, in order.
+func ServiceNames() []string {
+	out := make([]string, len(services))
+	for i, s := range services {
+		out[i] = s.name
+	}
+	return out
+}
+
+// DatabasePasswordSecret names the secret holding a service's database
+// password. hastack does not create the services' databases or users; the
+// OpenStack installation does, with this password.
+func DatabasePasswordSecret(svc string) string { return "database/" + svc }
+
+// Failover timings hastack writes, in one place.
+const (
+	retryInterval = 1  // s before the first reconnection attempt
+	retryBackoff  = 1  // s added per failed attempt
+	intervalMax   = 10 // s, the longest wait between attempts
+	heartbeatRate = 3
+	// minHeartbeat is the lowest heartbeat threshold written: below it,
+	// a busy eventlet service that misses a few heartbeat ticks is cut off
+	// from a healthy broker.
+	minHeartbeat = 10
+	maxHeartbeat = 20
+	// recycleTime stays below the endpoint's HAProxy 'timeout client' and
+	// 'timeout server' (3600 s), which cut a connection idle that long.
+	recycleTime      = 3000
+	dbRetryInterval  = 2
+	authtokenTimeout = 1
+	authtokenDead    = 60
+	// CacheRetryAttempts and CacheHashRetryAttempts: see cacheSection.
+	cacheRetryAttempts     = 3
+	cacheHashRetryAttempts = 1
+	cacheDeadTimeout       = 60
+	cacheHashRetryTimeout  = 1
+)
+
+// HeartbeatThreshold is the heartbeat_timeout_threshold written for a
+// cluster: its RabbitMQ net_ticktime, kept between minHeartbeat and
+// maxHeartbeat seconds so that a dead broker is always given up within 40 s.
+func HeartbeatThreshold(c *spec.Cluster) int {
+	t := int(math.Ceil(c.Spec.RabbitMQ.NetTickTime.Seconds()))
+	return min(max(t, minHeartbeat), maxHeartbeat)
+}
+
+// Render returns one config per service, at openstack/<service>.conf. The
+// files hold passwords, so they are secret files (mode 0600).
+func Render(c *spec.Cluster, s secrets.Source) ([]engine.File, error) {
+	if _, ok := catalogFor(c.Spec.OpenStack.Release); !ok {
+		return nil, fmt.Errorf("openstack release %q: hastack knows %s", c.Spec.OpenStack.Release, strings.Join(spec.OpenStackReleases, ", "))
+	}
+	if len(c.Controllers()) == 0 {
+		return nil, fmt.Errorf("no controllers: nothing to point the services at")
+	}
+	var out []engine.File
+	for _, svc := range services {
+		out = append(out, engine.SecretFile(Dir+"/"+svc.name+".conf", "", []byte(renderService(c, s, svc))))
+	}
+	return out, nil
+}
+
+// WriteFiles writes the rendered configs under dir (DIR/openstack/...).
+func WriteFiles(dir string, files []engine.File) error {
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := secrets.WriteFileAtomic(p, f.Content, f.Mode); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// TransportURL lists every RabbitMQ node, as the service user.
+func TransportURL(c *spec.Cluster, s secrets.Source) string {
+	r := c.Spec.RabbitMQ
+	user := url.UserPassword(r.User, s.Get(secrets.RabbitServicePassword)).String()
+	var hosts []string
+	for _, n := range c.Controllers() {
+		hosts = append(hosts, user+"@"+net.JoinHostPort(n.Address, strconv.Itoa(r.Port)))
+	}
+	return "rabbit://" + strings.Join(hosts, ",") + "/" + vhostPath(r.VHost)
+}
+
+// vhostPath is the vhost as the path of a transport URL: the default vhost
+// "/" is the empty path; a name with a slash has it escaped.
+func vhostPath(v string) string {
+	if v == "/" {
+		return ""
+	}
+	return strings.ReplaceAll(url.PathEscape(v), "/", "%2F")
+}
+
+// MemcachedServers lists every controller's memcached, host:port.
+func MemcachedServers(c *spec.Cluster) []string {
+	var out []string
+	for _, n := range c.Controllers() {
+		out = append(out, net.JoinHostPort(n.Address, strconv.Itoa(c.Spec.Memcached.Port)))
+	}
+	return out
+}
+
+// DatabaseURL is a service's SQLAlchemy URL through the database endpoint.
+func DatabaseURL(c *spec.Cluster, s secrets.Source, user, db string) string {
+	e := c.Spec.Database.Endpoint
+	u := url.URL{
+		Scheme:   "mysql+pymysql",
+		User:     url.UserPassword(user, s.Get(DatabasePasswordSecret(user))),
+		Host:     net.JoinHostPort(e.VIP, strconv.Itoa(e.Port)),
+		Path:     "/" + db,
+		RawQuery: "charset=utf8",
+	}
+	return u.String()
+}
+
+func renderService(c *spec.Cluster, s secrets.Source, svc service) string {
+	release := c.Spec.OpenStack.Release
+	r := c.Spec.RabbitMQ
+	var f iniFile
+	f.comment(fmt.Sprintf(`Rendered by hastack for cluster %s: what %s needs from the shared HA layer
+(RabbitMQ, the database endpoint, memcached). Option names of OpenStack %s
+(%s).
+Merge these sections into /etc/%s/%s.conf; the service's other settings are yours.
+It holds passwords: keep it readable by the %s service user only.
+Check a merged file with: hastack lint -f <spec> /etc/%s/%s.conf`,
+		c.Metadata.Name, svc.name, release, Libraries[release], svc.name, svc.name, svc.name, svc.name, svc.name))
+	f.b.WriteString("\n")
+
+	f.section("DEFAULT", "")
+	f.set("transport_url", TransportURL(c, s), fmt.Sprintf(
+		`Every RabbitMQ node (%d), as the source document asks: when the node a
+connection uses fails, oslo.messaging reconnects to the next one. It shuffles
+the list in each process, so connections are spread over the cluster.`, len(c.Controllers())))
+
+	f.section("oslo_messaging_rabbit", "")
+	f.set("rabbit_retry_interval", strconv.Itoa(retryInterval), fmt.Sprintf(
+		`Reconnect after %d s, then %d s more per failed attempt, never waiting more than
+%d s (defaults 1 s, +2 s, 30 s). A dead node costs one failed attempt; the
+next node answers at once. Up to 30 s between attempts only delays the
+return to a node that is back, and shorter waits would turn a whole-cluster
+outage into a reconnection storm from every worker.`, retryInterval, retryBackoff, intervalMax))
+	f.set("rabbit_retry_backoff", strconv.Itoa(retryBackoff), "")
+	f.set("rabbit_interval_max", strconv.Itoa(intervalMax), "")
+	f.set("kombu_failover_strategy", "round-robin",
+		`The library default, written because it matters: after a failure the next
+attempt goes to the next node of the list, never the same dead node again
+('shuffle' may pick it twice in a row).`)
+	hb := HeartbeatThreshold(c)
+	f.set("heartbeat_timeout_threshold", strconv.Itoa(hb), fmt.Sprintf(
+		`A broker that is frozen or cut off (no TCP reset arrives) is given up after
+two heartbeat intervals without a frame: <= %d s here, up to 120 s with the
+default 60. The other nodes drop such a node after the cluster's net_ticktime
+(%s); the two are set together so that a client reconnects to a cluster
+that no longer waits for the lost node.`, 2*hb, r.NetTickTime.Duration))
+	f.set("heartbeat_rate", strconv.Itoa(heartbeatRate), fmt.Sprintf(
+		`The heartbeat thread wakes every threshold/rate/2 s (%.1f s here), so a
+heartbeat frame is never sent late.%s`, float64(hb)/heartbeatRate/2, map[bool]string{true: " zed's default is 2; later releases made it 3.", false: ""}[release == Zed]))
+	switch r.QueueType {
+	case spec.QueueQuorum:
+		f.set("rabbit_quorum_queue", "true",
+			`The cluster's queue type is quorum: queues are replicated by Raft and
+survive the loss of a minority of nodes. Quorum queues are always durable
+(amqp_durable_queues does not apply). Every service on this bus must agree:
+a queue declared with another type by one service is refused to the others
+(PRECONDITION_FAILED). rabbit_ha_queues stays off: together they stop the
+service at its first queue declaration.`)
+	case spec.QueueMirrored:
+		f.set("amqp_durable_queues", "true",
+			`The cluster mirrors classic queues with hastack's 'ha-mirrored' policy
+(every node, except reply and fanout queues). Durable queues and exchanges
+also survive a restart of the whole cluster. Changing it on a running cloud
+needs the old queues deleted first (PRECONDITION_FAILED otherwise).
+rabbit_ha_queues stays off: it only adds the x-ha-policy argument that
+RabbitMQ ignores since 3.0 (the policy does the mirroring), and
+rabbit_quorum_queue stays off: the two cannot be combined.`)
+	}
+
+	switch {
+	case svc.notifies:
+		f.section("oslo_messaging_notifications", `This service emits notifications; ceilometer's notification agent consumes
+them from the same bus (transport_url of [DEFAULT] is used).`)
+		f.set("driver", "messagingv2", "")
+		f.set("topics", "notifications", "The topic ceilometer listens on (the default, written to pair with it).")
+	case svc.consumes:
+		f.note(`No [oslo_messaging_notifications]: ceilometer consumes notifications (its
+notification agent declares the queues, with the queue settings above, which
+must match those of the services that emit).`)
+	}
+
+	for _, d := range svc.databases {
+		f.section(d[0], "")
+		f.set("connection", DatabaseURL(c, s, svc.name, d[1]), fmt.Sprintf(
+			`Through the database endpoint (%s, keepalived + HAProxy), never one
+controller: HAProxy sends every write to one Synced Galera node and moves
+to another when it fails. The password is the secret %s of the
+cluster's secrets file; create the database and its user with it.`,
+			c.Spec.Database.Endpoint.VIP, DatabasePasswordSecret(svc.name)))
+		f.set("connection_recycle_time", strconv.Itoa(recycleTime), fmt.Sprintf(
+			`Below HAProxy's 3600 s 'timeout client/server' (the default %d equals it): a
+pooled connection is replaced before HAProxy cuts it, instead of failing the
+next request with "MySQL server has gone away".`, 3600))
+		f.set("max_retries", "-1", fmt.Sprintf(
+			`A service started while the endpoint is moving keeps trying every %d s
+instead of exiting after 10 tries 10 s apart (defaults 10 and 10 s).`, dbRetryInterval))
+		f.set("retry_interval", strconv.Itoa(dbRetryInterval), "")
+	}
+
+	cacheSection(&f, c, release)
+
+	if svc.authtoken {
+		f.section("keystone_authtoken", `Token validation caches in memcached through python-memcached (keystonemiddleware
+offers no other client): it hashes mod N, but keeps the server list fixed.`)
+		f.set("memcached_servers", strings.Join(MemcachedServers(c), ","), "Every controller's memcached.")
+		f.set("memcache_pool_socket_timeout", strconv.Itoa(authtokenTimeout), fmt.Sprintf(
+			`Every API request validates its token here: a frozen or unreachable memcached
+stalls a request %d s at most, then is skipped (default 3 s).`, authtokenTimeout))
+		f.set("memcache_pool_dead_retry", strconv.Itoa(authtokenDead), fmt.Sprintf(
+			`A dead memcached is retried after %d s (default 300 s): a restarted one takes
+its share of the tokens back within a minute, and a still-dead one costs at
+most one stalled request per %d s and process.`, authtokenDead, authtokenDead))
+	}
+	return f.b.String()
+}
+
+func cacheSection(f *iniFile, c *spec.Cluster, release string) {
+	f.section("cache", "")
+	f.set("enabled", "true", "Caching is off by default.")
+	f.set("backend", "dogpile.cache.pymemcache",
+		`pymemcache's HashClient places keys by rendezvous hashing: losing a memcached,
+or removing it from this list, moves only its own ~1/N of the keys.
+oslo_cache.memcache_pool and dogpile.cache.memcached use python-memcached,
+which hashes mod N: when the list changes, ~(N-1)/N of the keys move and are
+misses at once, a load spike on keystone and the database.`)
+	f.set("memcache_servers", strings.Join(MemcachedServers(c), ","), "Every controller's memcached.")
+	f.set("enable_retry_client", "true",
+		`Without it, a call that meets a killed memcached raises the connection error
+into the service (measured: two failed calls per process thread before the
+HashClient drops the server). With it, the call is retried and the HashClient
+answers a miss for the failed server.`)
+	f.set("retry_attempts", strconv.Itoa(cacheRetryAttempts), fmt.Sprintf(
+		`%d, not the default 2: when the HashClient drops a server it first fails
+the call once more on it; the third attempt goes to the server that now owns
+the key (measured: 2 attempts still let 2 errors through, 3 none).`, cacheRetryAttempts))
+	f.set("retry_delay", "0", "Retry at once: the second attempt never waits on the network.")
+	f.set("hashclient_retry_attempts", strconv.Itoa(cacheHashRetryAttempts), fmt.Sprintf(
+		`Drop a failing memcached from the ring after %d failure (default 2), so its
+keys move to the others at once.`, cacheHashRetryAttempts))
+	if release == Zed {
+		f.note(fmt.Sprintf(`A dropped memcached is tried again after %d s, a failing one after %d s: the
+HashClient's own values. [cache] dead_timeout and hashclient_retry_delay
+cannot change them in zed: oslo.cache 3.2 hands them to dogpile.cache
+under names it does not read.`, cacheDeadTimeout, cacheHashRetryTimeout))
+	} else {
+		f.set("hashclient_dead_timeout", strconv.Itoa(cacheDeadTimeout), fmt.Sprintf(
+			`A dropped memcached rejoins the ring after %d s (the default, written so the
+bound is visible): a restarted one gets its keys back within a minute.`, cacheDeadTimeout))
+		f.set("hashclient_retry_timeout", strconv.Itoa(cacheHashRetryTimeout), "")
+	}
+	f.note(`Limit: dogpile.cache gives pymemcache no socket timeout, so a memcached
+that is frozen or unreachable (no TCP reset) blocks a call until TCP gives
+up; the [cache] socket timeout options do not apply to this backend. A
+killed or stopped memcached refuses connections at once and costs nothing.`)
+}
