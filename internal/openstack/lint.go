@@ -85,7 +85,11 @@ func Lint(name string, data []byte, o LintOptions) []Finding {
 	}
 	l.cfg = cfg
 	if !l.isServiceConfig() {
-		l.add(1, Error, "not an OpenStack service config: it has no transport_url and none of the sections [oslo_messaging_rabbit], [oslo_messaging_notifications], [database], [cache], [keystone_authtoken]; nothing was checked", "pass a service config such as /etc/nova/nova.conf")
+		line := 1
+		if len(cfg.SectionOrder) > 0 {
+			line = cfg.Sections[cfg.SectionOrder[0]]
+		}
+		l.add(line, Error, "not an OpenStack service config: it has no transport_url and none of the sections [oslo_messaging_rabbit], [oslo_messaging_notifications], [database], [cache], [keystone_authtoken]; nothing was checked", "pass a service config such as /etc/nova/nova.conf")
 		return l.out
 	}
 	l.sections()
