@@ -127,7 +127,7 @@ include_service_catalog enforce_token_bind service_token_roles service_token_rol
 auth_admin_prefix auth_host auth_port auth_protocol identity_uri admin_token admin_user admin_password
 admin_tenant_name auth_type auth_section auth_url system_scope domain_id domain_name project_id project_name
 project_domain_id project_domain_name trust_id default_domain_id default_domain_name user_id username
-user_domain_id user_domain_name password timeout collect_timing split_loggers`
+user_domain_id user_domain_name password`
 
 const cacheCommon = `config_prefix expiration_time backend backend_argument proxies enabled debug_cache_backend
 memcache_servers memcache_dead_retry memcache_pool_maxsize memcache_pool_unused_timeout
