@@ -210,8 +210,11 @@ func TestJudgeOffsets(t *testing.T) {
 	}{
 		{[]offsetTo{{Controller: "a", Offset: time.Millisecond, Bound: time.Millisecond}}, OK},
 		{[]offsetTo{{Controller: "a", Offset: -60 * time.Millisecond}}, Fail},
+		{[]offsetTo{{Controller: "a", Offset: 80 * time.Millisecond, Bound: 20 * time.Millisecond}}, Fail},
 		// Within the limit, but the error could put it over.
 		{[]offsetTo{{Controller: "a", Offset: 45 * time.Millisecond, Bound: 10 * time.Millisecond}}, Warn},
+		// Over the limit, but not by more than the error: cannot tell.
+		{[]offsetTo{{Controller: "a", Offset: -916 * time.Millisecond, Bound: 916 * time.Millisecond}}, Warn},
 		{[]offsetTo{{Controller: "a", Offset: time.Millisecond}, {Controller: "b", Err: "not read"}}, Warn},
 		{[]offsetTo{{Controller: "a", Err: "not read"}}, Warn},
 	} {
@@ -491,4 +494,24 @@ func (d *dfNode) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
 		return res, &node.CommandError{Argv: c.Argv, ExitCode: 1, Output: "df: /var/lib/mysql: No such file or directory"}
 	}
 	return res, nil
+}
+
+// TestNodeWithoutConnection: a spec node the target has no connection to
+// fails every check it has, each saying so, and the others are unaffected.
+func TestNodeWithoutConnection(t *testing.T) {
+	fc := newFakeCluster(t, 3, 1, true)
+	tg := fc.target()
+	delete(tg.Nodes, "ctl3")
+	r := Run(context.Background(), tg, fc.options())
+	m := results(r)
+	for k, x := range m {
+		switch {
+		case strings.HasPrefix(k, "ctl3/") && k != "ctl3/virtualisation" && x.Status != Fail:
+			t.Errorf("%s: %s (%s), want fail", k, x.Status, x.Value)
+		case strings.HasPrefix(k, "ctl3/") && !strings.Contains(x.Value, "no connection to node ctl3"):
+			t.Errorf("%s: %q does not say why", k, x.Value)
+		}
+	}
+	// ctl3 itself may be fine: the others still reach it.
+	wantStatus(t, m, OK, "ctl1/latency ctl3", "ctl1/clock offset", "ctl1/ports", "cmp1/names")
 }

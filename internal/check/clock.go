@@ -145,11 +145,18 @@ func ntpSample(nf *nodeFacts, address string) (chrony.Source, bool) {
 }
 
 // judgeClockOffset: the worst offset against any controller, held to
-// spec.requirements.maxClockOffset. Over the limit fails; within it, but
-// with an error that could put it over, warns.
+// spec.requirements.maxClockOffset. Every measurement comes with its error,
+// and the verdict respects it: an offset over the limit by more than its
+// error fails; one that could be over the limit within its error warns (a
+// reply delayed by a frozen peer reads as a large offset with an error as
+// large: that is "cannot tell", not "off by that much").
 func judgeClockOffset(c *spec.Cluster, f *facts, nf *nodeFacts) Result {
 	limit := c.Spec.Requirements.MaxClockOffset.Duration
 	r := Result{Node: nf.Spec.Name, Check: "clock offset", Limit: fmt.Sprintf("<= %s against every controller", limit)}
+	if nf.ServicesErr != nil {
+		r.Status, r.Value = Fail, "not measured: "+unreachable(nf)
+		return r
+	}
 	offs := offsets(f, nf)
 	if len(offs) == 0 {
 		r.Status, r.Value = OK, "the only controller: the others are measured against it"
@@ -191,7 +198,7 @@ func judgeOffsets(offs []offsetTo, limit time.Duration) (Status, string) {
 			continue
 		}
 		switch {
-		case abs(o.Offset) > limit:
+		case abs(o.Offset)-o.Bound > limit:
 			st = Fail
 		case abs(o.Offset)+o.Bound > limit:
 			st = worst(st, Warn)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"strconv"
@@ -113,8 +114,14 @@ type gatherer struct {
 
 func newGatherer(t Target, o Options, calls *atomic.Int64) *gatherer {
 	g := &gatherer{t: t, o: o, nodes: map[string]node.Node{}, sem: make(chan struct{}, o.MaxConcurrent), calls: calls}
-	for name, n := range t.Nodes {
-		g.nodes[name] = limitedNode{Node: n, g: g}
+	for _, n := range t.Cluster.Spec.Nodes {
+		nd := t.Nodes[n.Name]
+		if nd == nil {
+			// Every measurement of a node hastack has no connection to
+			// fails, and says why, like any other.
+			nd = deadNode{name: n.Name, address: n.Address}
+		}
+		g.nodes[n.Name] = limitedNode{Node: nd, g: g}
 	}
 	g.cookie = secret(t.Secrets, secrets.ErlangCookie)
 	g.rabbitAdmin = secret(t.Secrets, secrets.RabbitAdminPassword)
@@ -132,11 +139,13 @@ func secret(s secrets.Source, name string) string {
 	return s.Get(name)
 }
 
-// gather runs in two stages. First every node says which engines it runs;
-// then, only if some node has no running chronyd (before deploy, or with
-// chronyd stopped), every node's clock is read through the transport,
-// alone, so that the round trips that bound those readings are not
-// inflated by the other measurements. Then everything else at once.
+// gather runs in stages. First every node says which engines it runs, and
+// its chronyd, where one runs, what it has measured. Then, only if some
+// node lacks an NTP measurement of some controller (before deploy, chronyd
+// stopped or not answering, a source unreachable), every node's clock is
+// read through the transport, alone, so that the round trips that bound
+// those readings are not inflated by the other measurements. Then
+// everything else at once.
 func (g *gatherer) gather(ctx context.Context) *facts {
 	c := g.t.Cluster
 	f := &facts{nodes: map[string]*nodeFacts{}, controllers: c.Controllers()}
@@ -149,10 +158,6 @@ func (g *gatherer) gather(ctx context.Context) *facts {
 	}
 
 	g.eachNode(ctx, f, func(ctx context.Context, nd node.Node, nf *nodeFacts) {
-		if nd == nil {
-			nf.ServicesErr = errors.New("no connection to this node")
-			return
-		}
 		ctx, cancel := context.WithTimeout(ctx, g.o.Timeout)
 		defer cancel()
 		states, err := nd.Services().List(ctx)
@@ -160,18 +165,13 @@ func (g *gatherer) gather(ctx context.Context) *facts {
 		for _, s := range states {
 			nf.Services[s.Name] = s
 		}
-	})
-	needClock := false
-	for _, nf := range f.nodes {
-		if !nf.running(svcChrony) {
-			needClock = true
+		if nf.running(svcChrony) {
+			nf.Chrony = measured(chrony.Probe(ctx, nd, chrony.ProbeOptions{MaxOffset: c.Spec.Requirements.MaxClockOffset.Duration}))
 		}
-	}
-	if needClock {
+	})
+	if needClockReadings(f) {
 		g.eachNode(ctx, f, func(ctx context.Context, nd node.Node, nf *nodeFacts) {
-			if nd != nil {
-				nf.Clock = measured(g.sampleClock(ctx, nd))
-			}
+			nf.Clock = measured(g.sampleClock(ctx, nd))
 		})
 	}
 
@@ -181,15 +181,27 @@ func (g *gatherer) gather(ctx context.Context) *facts {
 		go func() { defer wg.Done(); fn() }()
 	}
 	for _, n := range c.Spec.Nodes {
-		nd, nf := g.nodes[n.Name], f.nodes[n.Name]
-		if nd == nil {
-			continue
-		}
-		g.gatherNode(ctx, nd, nf, async)
+		g.gatherNode(ctx, g.nodes[n.Name], f.nodes[n.Name], async)
 	}
 	async(func() { f.Rabbit = g.probeRabbit(ctx, f) })
 	wg.Wait()
 	return f
+}
+
+// needClockReadings reports whether some node has no NTP measurement of
+// some controller other than itself.
+func needClockReadings(f *facts) bool {
+	for _, nf := range f.nodes {
+		for _, ctl := range f.controllers {
+			if ctl.Name == nf.Spec.Name {
+				continue
+			}
+			if _, ok := ntpSample(nf, ctl.Address); !ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // eachNode runs fn on every spec node in parallel and waits.
@@ -258,11 +270,6 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 	bounded(func(ctx context.Context) {
 		nf.Names = measured(g.resolve(ctx, nd, c.Spec.Nodes))
 	})
-	if nf.deployed(svcChrony) && nf.running(svcChrony) {
-		bounded(func(ctx context.Context) {
-			nf.Chrony = measured(chrony.Probe(ctx, nd, chrony.ProbeOptions{MaxOffset: c.Spec.Requirements.MaxClockOffset.Duration}))
-		})
-	}
 	if !n.IsController() {
 		return
 	}
@@ -370,8 +377,13 @@ func (g *gatherer) probeRabbit(ctx context.Context, f *facts) fact[rabbitmq.Stat
 	return measured(rabbitmq.Status{}, last)
 }
 
-// limitedNode counts every call to the node and holds it to the
-// gatherer's concurrency limit.
+// limitedNode counts every call to the node, holds it to the gatherer's
+// concurrency limit, and returns when the call's context ends even if the
+// transport does not: a command stuck on a frozen engine (the mariadb
+// client waiting on a stopped server's socket, say) can outlive the kill of
+// the process the transport started, through a grandchild that keeps the
+// output pipe open. The check reports that node's measurement as timed out
+// and moves on; the stuck call finishes in the background.
 type limitedNode struct {
 	node.Node
 	g *gatherer
@@ -387,22 +399,38 @@ func (l limitedNode) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
-func (l limitedNode) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
+// bounded runs fn under the concurrency limit and gives up waiting for it
+// when ctx ends.
+func bounded[T any](ctx context.Context, l limitedNode, fn func() (T, error)) (T, error) {
+	var zero T
 	release, err := l.acquire(ctx)
 	if err != nil {
-		return node.Result{}, err
+		return zero, err
 	}
-	defer release()
-	return l.Node.Run(ctx, c)
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer release()
+		v, err := fn()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: no answer: %w", l.Name(), context.Cause(ctx))
+	}
+}
+
+func (l limitedNode) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
+	return bounded(ctx, l, func() (node.Result, error) { return l.Node.Run(ctx, c) })
 }
 
 func (l limitedNode) ReadFile(ctx context.Context, path string) ([]byte, error) {
-	release, err := l.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return l.Node.ReadFile(ctx, path)
+	return bounded(ctx, l, func() ([]byte, error) { return l.Node.ReadFile(ctx, path) })
 }
 
 // WriteFile is refused: check only looks.
@@ -433,19 +461,41 @@ func (s limitedSupervisor) Signal(context.Context, string, syscall.Signal) error
 }
 
 func (s limitedSupervisor) Status(ctx context.Context, name string) (node.ServiceState, error) {
-	release, err := s.l.acquire(ctx)
-	if err != nil {
-		return node.ServiceState{}, err
-	}
-	defer release()
-	return s.s.Status(ctx, name)
+	return bounded(ctx, s.l, func() (node.ServiceState, error) { return s.s.Status(ctx, name) })
 }
 
 func (s limitedSupervisor) List(ctx context.Context) ([]node.ServiceState, error) {
-	release, err := s.l.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return s.s.List(ctx)
+	return bounded(ctx, s.l, func() ([]node.ServiceState, error) { return s.s.List(ctx) })
+}
+
+// deadNode stands for a spec node hastack has no connection to.
+type deadNode struct{ name, address string }
+
+func (d deadNode) err() error { return errors.New("no connection to node " + d.name) }
+
+func (d deadNode) Name() string    { return d.name }
+func (d deadNode) Address() string { return d.address }
+func (d deadNode) Run(context.Context, node.Cmd) (node.Result, error) {
+	return node.Result{}, d.err()
+}
+func (d deadNode) WriteFile(context.Context, string, []byte, fs.FileMode, string) error {
+	return d.err()
+}
+func (d deadNode) ReadFile(context.Context, string) ([]byte, error) { return nil, d.err() }
+func (d deadNode) Services() node.Supervisor                        { return deadSupervisor{d} }
+
+type deadSupervisor struct{ d deadNode }
+
+func (s deadSupervisor) Start(context.Context, node.Service) error { return s.d.err() }
+func (s deadSupervisor) Stop(context.Context, string, time.Duration) error {
+	return s.d.err()
+}
+func (s deadSupervisor) Signal(context.Context, string, syscall.Signal) error {
+	return s.d.err()
+}
+func (s deadSupervisor) Status(context.Context, string) (node.ServiceState, error) {
+	return node.ServiceState{}, s.d.err()
+}
+func (s deadSupervisor) List(context.Context) ([]node.ServiceState, error) {
+	return nil, s.d.err()
 }

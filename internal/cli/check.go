@@ -51,6 +51,7 @@ Exit 0 when nothing fails (warnings included), 1 otherwise.`,
 			if output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false) // limits read ">= 3", not "\u003e= 3"
 				if err := enc.Encode(r.Results); err != nil {
 					return err
 				}

@@ -173,9 +173,11 @@ func TestIntegrationCheck(t *testing.T) {
 	}
 
 	// Limits the lab cannot meet, held against real measurements: memory,
-	// cores and disk above the machine's; a latency and a clock offset
-	// limit below what is measured (round trips here are tens of µs, and
-	// clocks read through the transport differ by µs at least).
+	// cores and disk above the machine's, a third NIC, and a latency limit
+	// below the round trips measured here (tens of µs). A clock offset
+	// limit of 1 µs is under the error of clocks read through the
+	// transport (ms), so that can only warn: every lab node shares one
+	// clock, and a real offset is unit-tested with an injected one.
 	writeSpec(strings.NewReplacer(
 		"controller: {cores: 1, memoryGB: 1, diskGB: 5, nics: 2}", "controller: {cores: 64, memoryGB: 100000, diskGB: 1000000, nics: 3}",
 		"maxLatency: 2ms", "maxLatency: 1us",
@@ -191,7 +193,7 @@ func TestIntegrationCheck(t *testing.T) {
 	r.want(t, check.Fail, keys("nics", ctls...)...)
 	r.want(t, check.OK, "cmp1/memory", "cmp1/cores") // the compute minimums were left alone
 	r.want(t, check.Fail, "ctl1/latency ctl2", "ctl2/latency ctl3")
-	r.want(t, check.Fail, "cmp1/clock offset")
+	r.want(t, check.Warn, "cmp1/clock offset")
 
 	// Sizes the spec gets wrong: 2 controllers cannot keep a quorum.
 	two := strings.Replace(cutNode(t, specYAML, "ctl3"), "partitionHandling: pause_minority", "partitionHandling: autoheal", 1)
