@@ -515,3 +515,35 @@ func TestNodeWithoutConnection(t *testing.T) {
 	// ctl3 itself may be fine: the others still reach it.
 	wantStatus(t, m, OK, "ctl1/latency ctl3", "ctl1/clock offset", "ctl1/ports", "cmp1/names")
 }
+
+func TestWriteText(t *testing.T) {
+	r := Report{Results: []Result{
+		{Node: "cluster", Check: "galera size", Status: OK, Value: "3", Limit: "odd"},
+		{Node: "ctl1", Check: "memory", Status: Fail, Value: "8.0 GB", Limit: ">= 12 GB", Detail: "why"},
+		{Node: "ctl1", Check: "names", Status: OK, Value: "all", Limit: "unique", Detail: "not shown when ok"},
+		{Node: "cmp1", Check: "virtualisation", Status: Warn, Value: "VM", Limit: "vmx"},
+	}, Duration: 1234 * time.Millisecond}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	want := []string{
+		"NODE     CHECK           STATUS  VALUE   LIMIT",
+		"cluster  galera size     ok      3       odd",
+		"ctl1     memory          FAIL    8.0 GB  >= 12 GB",
+		"                                   why",
+		"         names           ok      all     unique",
+		"cmp1     virtualisation  warn    VM      vmx",
+		"4 checks: 2 ok, 1 warn, 1 fail in 1.234s",
+	}
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("WriteText:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if !r.Failed() {
+		t.Error("a report with a failure is not Failed")
+	}
+}

@@ -181,7 +181,7 @@ func (g *gatherer) gather(ctx context.Context) *facts {
 		go func() { defer wg.Done(); fn() }()
 	}
 	for _, n := range c.Spec.Nodes {
-		g.gatherNode(ctx, g.nodes[n.Name], f.nodes[n.Name], async)
+		g.gatherNode(ctx, f, g.nodes[n.Name], f.nodes[n.Name], async)
 	}
 	async(func() { f.Rabbit = g.probeRabbit(ctx, f) })
 	wg.Wait()
@@ -219,38 +219,38 @@ func (g *gatherer) eachNode(ctx context.Context, f *facts, fn func(ctx context.C
 
 // gatherNode starts every measurement of one node; each runs under its
 // own deadline and writes only its own field.
-func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, async func(func())) {
+func (g *gatherer) gatherNode(ctx context.Context, f *facts, nd node.Node, nf *nodeFacts, async func(func())) {
 	c := g.t.Cluster
 	n := nf.Spec
-	bounded := func(fn func(ctx context.Context)) {
+	measure := func(fn func(ctx context.Context)) {
 		async(func() {
 			ctx, cancel := context.WithTimeout(ctx, g.o.Timeout)
 			defer cancel()
 			fn(ctx)
 		})
 	}
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		out, err := g.sh(ctx, nd, "nproc")
 		nf.CPUs = measured(parseNproc(out, err))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		data, err := nd.ReadFile(ctx, "/proc/cpuinfo")
 		nf.CPU = measured(parseCPUInfo(string(data), err))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		data, err := nd.ReadFile(ctx, "/proc/meminfo")
 		nf.MemTotal = measured(parseMemTotal(string(data), err))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		// Absent on many VMs and in containers; the CPU flags decide.
 		vendor, _ := nd.ReadFile(ctx, "/sys/class/dmi/id/sys_vendor")
 		product, _ := nd.ReadFile(ctx, "/sys/class/dmi/id/product_name")
 		nf.DMI = dmiString(string(vendor), string(product))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		nf.Disks = measured(g.diskFree(ctx, nd, dataPaths(n)))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		out, err := g.sh(ctx, nd, "ip", "-j", "addr", "show")
 		if err != nil {
 			nf.Links = measured[[]link](nil, err)
@@ -258,7 +258,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 		}
 		nf.Links = measured(parseIPAddr(out))
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		// Listening TCP and UDP sockets with their processes, numeric.
 		out, err := g.sh(ctx, nd, "ss", "-Htulnp")
 		if err != nil {
@@ -267,7 +267,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 		}
 		nf.Listeners = measured(parseListeners(out), nil)
 	})
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		nf.Names = measured(g.resolve(ctx, nd, c.Spec.Nodes))
 	})
 	if !n.IsController() {
@@ -275,7 +275,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 	}
 	nf.Pings = map[string]fact[pingResult]{}
 	var mu sync.Mutex
-	for _, peer := range c.Controllers() {
+	for _, peer := range f.controllers {
 		if peer.Name == n.Name {
 			continue
 		}
@@ -290,7 +290,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 			mu.Unlock()
 		})
 	}
-	bounded(func(ctx context.Context) {
+	measure(func(ctx context.Context) {
 		data, err := nd.ReadFile(ctx, rabbitmq.CookiePath)
 		if err != nil {
 			nf.Cookie = measured("", err)
@@ -301,7 +301,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 	})
 	switch {
 	case nf.running(svcMariaDB):
-		bounded(func(ctx context.Context) {
+		measure(func(ctx context.Context) {
 			out, err := galera.SQL(ctx, nd, galeraQuery)
 			if err != nil {
 				nf.Galera = measured(galeraFacts{}, err)
@@ -312,7 +312,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 	case nf.deployed(svcMariaDB):
 		// Stopped: its grastate.dat still says which cluster history the
 		// node belongs to.
-		bounded(func(ctx context.Context) {
+		measure(func(ctx context.Context) {
 			data, err := nd.ReadFile(ctx, galera.DataDir+"/grastate.dat")
 			if err != nil {
 				nf.Galera = measured(galeraFacts{}, err)
@@ -322,7 +322,7 @@ func (g *gatherer) gatherNode(ctx context.Context, nd node.Node, nf *nodeFacts, 
 		})
 	}
 	if nf.deployed(svcMariaDB) {
-		bounded(func(ctx context.Context) {
+		measure(func(ctx context.Context) {
 			addr := net.JoinHostPort(n.Address, strconv.Itoa(c.Spec.Database.Port))
 			logins := map[string]error{}
 			for _, user := range []string{"root", ""} {
