@@ -221,6 +221,24 @@ func TestIntegrationLab(t *testing.T) {
 			}
 		}
 
+		// A command on a frozen node ends at its deadline, and takes the
+		// processes it started inside the node with it.
+		if _, err := l.Freeze(ctx, "ctl3"); err != nil {
+			t.Fatal(err)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err = n3.Run(dctx, node.Cmd{Argv: []string{"sh", "-c", "sleep 3600 & wait"}})
+		cancel()
+		if err == nil {
+			t.Error("a command past its deadline succeeded")
+		}
+		if _, err := l.Thaw(ctx, "ctl3"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n3.Run(ctx, node.Cmd{Argv: []string{"pgrep", "-f", "sleep 3600"}}); err == nil {
+			t.Errorf("the command's processes outlived its deadline: %s", out.Stdout)
+		}
+
 		if msg, err = l.Partition(ctx, "ctl3"); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/supervise"
@@ -106,6 +108,13 @@ func (n *Node) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
 	if err != nil {
 		return node.Result{}, err
 	}
+	// When ctx ends, kill the whole process group, not just nsenter: the
+	// command it forked into the node (and anything that inherited the
+	// output pipes) would otherwise keep Run waiting past its deadline,
+	// e.g. a client stuck on a frozen node. WaitDelay bounds what remains.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = c.Stdin
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -249,12 +249,14 @@ func (l *Lab) snapshotInfo(name string) (SnapshotInfo, error) {
 // syncTree makes dst an exact copy of src (owners, modes, sparse files),
 // keeping dst's folders themselves in place: a lab node's folders are
 // bind-mounted, so they must be emptied and refilled, never replaced.
-// The supervisor's socket is not part of a node's state.
+// The supervisor's socket is not part of a node's state. Every file is
+// copied (--ignore-times): rsync's size-and-mtime shortcut would keep a file
+// rewritten within the same second with the same size.
 func syncTree(ctx context.Context, src, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "rsync", "-aHS", "--inplace", "--delete", "--exclude=/run/hastack/", src+"/", dst+"/").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "rsync", "-aHS", "--inplace", "--ignore-times", "--delete", "--exclude=/run/hastack/", src+"/", dst+"/").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("rsync %s -> %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
 	}
