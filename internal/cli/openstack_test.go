@@ -210,13 +210,12 @@ func pythonOutput(t *testing.T, argv ...string) []byte {
 
 type rpcResult struct {
 	Node               string
-	Calls              int                `json:"calls"`
-	SuccessesAfterKill int                `json:"successes_after_kill"`
-	MaxGap             *float64           `json:"max_gap_s"`
-	FirstAfterKill     *float64           `json:"first_success_after_kill_s"`
-	Failures           []map[string]any   `json:"failures"`
-	Error              string             `json:"error"`
-	Extra              map[string]float64 `json:"-"`
+	Calls              int              `json:"calls"`
+	SuccessesAfterKill int              `json:"successes_after_kill"`
+	MaxGap             *float64         `json:"max_gap_s"`
+	FirstAfterKill     *float64         `json:"first_success_after_kill_s"`
+	Failures           []map[string]any `json:"failures"`
+	Error              string           `json:"error"`
 }
 
 type cacheResult struct {

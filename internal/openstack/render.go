@@ -231,7 +231,9 @@ rabbit_quorum_queue stays off: the two cannot be combined.`)
 	switch {
 	case svc.notifies:
 		f.section("oslo_messaging_notifications", `This service emits notifications; ceilometer's notification agent consumes
-them from the same bus (transport_url of [DEFAULT] is used).`)
+them from the same bus (transport_url of [DEFAULT] is used). Without a
+consumer they pile up in the broker's memory: where no ceilometer runs,
+write driver = noop instead.`)
 		f.set("driver", "messagingv2", "")
 		f.set("topics", "notifications", "The topic ceilometer listens on (the default, written to pair with it).")
 	case svc.consumes:
