@@ -3,8 +3,8 @@
 
   rpc_drill.py CONF MGMT_URL MGMT_USER MGMT_PASSWORD_FILE SECONDS_AFTER
 
-Both are configured only from CONF (a service config). The client calls the
-server without pause. Once calls flow, the script prints
+Both are configured only from CONF (a service config). Four client threads call
+the server without pause, each call with a 5 s timeout. Once calls flow, the script prints
 
   BROKER <node> <connections of this process on it> <all of them>
 
@@ -33,8 +33,13 @@ from oslo_config import cfg
 import oslo_messaging
 
 warnings.simplefilter("ignore")
+if os.environ.get("HASTACK_DRILL_DEBUG"):
+    import logging
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(threadName)s %(name)s %(message)s")
 
-CALL_TIMEOUT = 5
+CALL_TIMEOUT = 5  # s; a service waits rpc_response_timeout (60 s) instead
+CALLERS = 4
 
 
 class Endpoint:
@@ -77,46 +82,61 @@ def main():
     client = oslo_messaging.get_rpc_client(transport, oslo_messaging.Target(topic=topic), timeout=CALL_TIMEOUT)
 
     killed = {"at": None}
-
-    def wait_for_kill():
-        for line in sys.stdin:
-            if line.strip() == "KILLED":
-                killed["at"] = time.monotonic()
-                return
-
+    stop = threading.Event()
+    lock = threading.Lock()
     successes, failures = [], []
-    seq = 0
-    announced = False
-    # The management API lists a connection once the broker has emitted its
-    # statistics (every 5 s): ask after one full interval.
-    next_poll = time.monotonic() + 6
-    deadline = None
+
+    def caller(worker):
+        # Several callers, as a service's workers: a call whose reply is lost
+        # with the broker waits for its timeout, while the others show when
+        # the service answers again.
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            t0 = time.monotonic()
+            try:
+                ok = client.call({}, "ping", seq=seq) == seq
+                with lock:
+                    if ok:
+                        successes.append(time.monotonic())
+            except Exception as e:
+                k = killed["at"]
+                with lock:
+                    failures.append({"worker": worker,
+                                     "sent_after_kill_s": round(t0 - k, 2) if k else None,
+                                     "failed_after_s": round(time.monotonic() - t0, 2),
+                                     "error": type(e).__name__})
+
+    workers = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(CALLERS)]
+    for w in workers:
+        w.start()
     start = time.monotonic()
-    while True:
-        now = time.monotonic()
-        if deadline is None and killed["at"] is not None:
-            deadline = killed["at"] + after
-        if deadline is not None and now >= deadline:
-            break
-        if now - start > 300:
-            print("RESULT " + json.dumps({"error": "no kill within 300 s"}), flush=True)
-            return 1
-        seq += 1
-        t0 = time.monotonic()
-        try:
-            if client.call({}, "ping", seq=seq) == seq:
-                successes.append(time.monotonic())
-        except Exception as e:
-            failures.append({"at": round(t0 - (killed["at"] or t0), 2), "after": round(time.monotonic() - t0, 2), "error": type(e).__name__})
-        if not announced and len(successes) >= 20 and time.monotonic() >= next_poll:
+    # The management API lists a connection once the broker has emitted its
+    # statistics (every 5 s): ask after one full interval, then until ours
+    # show.
+    time.sleep(6)
+    counts = {}
+    while not counts and time.monotonic() - start < 30:
+        with lock:
+            flowing = len(successes) >= 20
+        if flowing:
             counts = connections_by_node(mgmt, user, password)
-            if not counts and time.monotonic() - start < 30:
-                next_poll = time.monotonic() + 1
-                continue
-            node = max(counts, key=counts.get) if counts else ""
-            print("BROKER %s %d %d" % (node, counts.get(node, 0), sum(counts.values())), flush=True)
-            announced = True
-            threading.Thread(target=wait_for_kill, daemon=True).start()
+        if not counts:
+            time.sleep(1)
+    node = max(counts, key=counts.get) if counts else ""
+    print("BROKER %s %d %d" % (node, counts.get(node, 0), sum(counts.values())), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "KILLED":
+            killed["at"] = time.monotonic()
+            break
+    if killed["at"] is None:
+        print("RESULT " + json.dumps({"error": "stdin closed before KILLED"}), flush=True)
+        return 1
+    time.sleep(after)
+    stop.set()
+    for w in workers:
+        w.join(CALL_TIMEOUT + 5)
+    calls = len(successes) + len(failures)
 
     k = killed["at"]
     before = [s for s in successes if s < k]
@@ -126,7 +146,8 @@ def main():
         points = [before[-1]] + after_k
         gap = max(b - a for a, b in zip(points, points[1:]))
     result = {
-        "calls": seq,
+        "callers": CALLERS,
+        "calls": calls,
         "successes": len(successes),
         "successes_after_kill": len(after_k),
         "max_gap_s": round(gap, 3) if gap is not None else None,
