@@ -12,6 +12,8 @@ package plan
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -126,13 +128,13 @@ func Names(nodes []spec.Node) []string {
 func StaleFiles(ctx context.Context, n node.Node, files []engine.File) ([]engine.File, error) {
 	var stale []engine.File
 	for _, f := range files {
-		have, err := n.ReadFile(ctx, f.Path)
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && !bytes.Equal(have, f.Content)) {
-			stale = append(stale, f)
-			continue
-		}
+		same, err := sameContent(ctx, n, f)
 		if err != nil {
 			return nil, err
+		}
+		if !same {
+			stale = append(stale, f)
+			continue
 		}
 		ok, err := modeOwnerMatch(ctx, n, f)
 		if err != nil {
@@ -143,6 +145,31 @@ func StaleFiles(ctx context.Context, n node.Node, files []engine.File) ([]engine
 		}
 	}
 	return stale, nil
+}
+
+// bigFile is the size above which a file is compared by its digest on the
+// node rather than read back: hastack's own binary (the health agent) is
+// megabytes, and reading it from every controller on every 'up' costs more
+// than the rest of a no-op run over a slow link.
+const bigFile = 64 << 10
+
+// sameContent reports whether the node's file holds exactly f.Content; a
+// missing file does not.
+func sameContent(ctx context.Context, n node.Node, f engine.File) (bool, error) {
+	if len(f.Content) <= bigFile {
+		have, err := n.ReadFile(ctx, f.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil && bytes.Equal(have, f.Content), err
+	}
+	res, err := n.Run(ctx, node.Cmd{Argv: []string{"sh", "-c", `test ! -e "$1" || sha256sum "$1"`, "sh", f.Path}})
+	if err != nil {
+		return false, err
+	}
+	have, _, _ := strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
+	want := sha256.Sum256(f.Content)
+	return have == hex.EncodeToString(want[:]), nil
 }
 
 func modeOwnerMatch(ctx context.Context, n node.Node, f engine.File) (bool, error) {
