@@ -105,7 +105,8 @@ Look around:
 // missing. Services are not started by the packages' scripts when
 // /usr/sbin/policy-rc.d refuses them; hastack starts the engines itself.
 func installHostPackages(ctx context.Context, s Streams) error {
-	out, _ := exec.CommandContext(ctx, "dpkg-query", append([]string{"-W", "-f", "${Package} ${Status}\n"}, deploy.ControllerPackages...)...).Output()
+	want := append(append([]string{}, deploy.ControllerPackages...), "iproute2", "iptables", "util-linux", "procps", "iputils-ping")
+	out, _ := exec.CommandContext(ctx, "dpkg-query", append([]string{"-W", "-f", "${Package} ${Status}\n"}, want...)...).Output()
 	installed := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) >= 4 && f[len(f)-1] == "installed" {
@@ -113,7 +114,7 @@ func installHostPackages(ctx context.Context, s Streams) error {
 		}
 	}
 	var missing []string
-	for _, p := range append(append([]string{}, deploy.ControllerPackages...), "iproute2", "iptables", "util-linux", "procps", "iputils-ping") {
+	for _, p := range want {
 		if !installed[p] {
 			missing = append(missing, p)
 		}
@@ -123,10 +124,13 @@ func installHostPackages(ctx context.Context, s Streams) error {
 		return nil
 	}
 	if _, err := os.Stat("/usr/sbin/policy-rc.d"); os.IsNotExist(err) {
-		// Keep the packages from starting their services on install.
+		// Keep the packages from starting their services on install, for
+		// the install only: later apt runs on this machine must restart
+		// the services they upgrade.
 		if err := os.WriteFile("/usr/sbin/policy-rc.d", []byte("#!/bin/sh\n# written by hastack demo: hastack starts the engines itself\nexit 101\n"), 0o755); err != nil {
 			return err
 		}
+		defer os.Remove("/usr/sbin/policy-rc.d")
 	}
 	fmt.Fprintf(s.Out, "installing %s\n", strings.Join(missing, " "))
 	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {

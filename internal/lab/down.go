@@ -30,7 +30,10 @@ func Down(ctx context.Context, o Options) error {
 	if l, err := Open(o); err == nil {
 		st = l.State()
 	} else if !errors.Is(err, ErrNoLab) {
-		o.Log("lab state unreadable (%v); removing what carries the lab's marks", err)
+		// A state written by another lab (another prefix) or one that does
+		// not parse: removing it blindly would orphan the namespaces and
+		// firewall rules it records. Say so and change nothing.
+		return fmt.Errorf("lab down: %w; nothing was removed (give the lab's own --prefix, or remove %s by hand once its lab is gone)", err, filepath.Join(o.StateDir, "lab.json"))
 	}
 	var errs []error
 	// 1. Processes: killing a PID namespace's init kills every process in it.

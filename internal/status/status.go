@@ -171,20 +171,35 @@ func probeRabbit(ctx context.Context, t Target) rabbitmq.Status {
 	for _, n := range c.Controllers() {
 		expected = append(expected, rabbitmq.NodeName(n))
 	}
-	var last rabbitmq.Status
-	for _, n := range c.Controllers() {
-		st, err := rabbitmq.Probe(ctx, rabbitmq.ProbeOptions{
-			URL:           rabbitmq.ManagementURL(n.Address, c.Spec.RabbitMQ.ManagementPort),
-			User:          rabbitmq.AdminUser,
-			Password:      t.Secrets.Get(secrets.RabbitAdminPassword),
-			ExpectedNodes: expected,
-		})
-		if err == nil {
-			return st
-		}
-		last = st
+	// Every controller is asked at once, each with its own deadline: one
+	// frozen or cut-off node must not use up the time the others need.
+	// The first controller in spec order that answers speaks for the
+	// cluster.
+	ctls := c.Controllers()
+	sts := make([]rabbitmq.Status, len(ctls))
+	errs := make([]error, len(ctls))
+	var wg sync.WaitGroup
+	for i, n := range ctls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			sts[i], errs[i] = rabbitmq.Probe(pctx, rabbitmq.ProbeOptions{
+				URL:           rabbitmq.ManagementURL(n.Address, c.Spec.RabbitMQ.ManagementPort),
+				User:          rabbitmq.AdminUser,
+				Password:      t.Secrets.Get(secrets.RabbitAdminPassword),
+				ExpectedNodes: expected,
+			})
+		}()
 	}
-	return last
+	wg.Wait()
+	for i := range ctls {
+		if errs[i] == nil {
+			return sts[i]
+		}
+	}
+	return sts[len(sts)-1]
 }
 
 // rabbitEntry is one controller's part of the cluster's answer.

@@ -292,10 +292,24 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			if f.running && len(f.stale) > 0 {
 				f := f
 				add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
+					// Decided now, not at planning: earlier steps may have
+					// joined other nodes. With no other node running (a
+					// one-controller cluster) there is no peer to rejoin,
+					// and the node starts the component again from its own
+					// data, which it is about to stop cleanly.
+					alone := true
+					for _, o := range facts {
+						if o == f {
+							continue
+						}
+						if running, err := plan.Running(ctx, o.node, ServiceName); err != nil || running {
+							alone = false
+						}
+					}
 					if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
 						return err
 					}
-					return startAndWait(f, false)(ctx)
+					return startAndWait(f, alone)(ctx)
 				})
 			}
 		}
