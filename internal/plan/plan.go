@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -278,4 +279,26 @@ func EnsureService(ctx context.Context, n node.Node, svc node.Service, restart b
 func Running(ctx context.Context, n node.Node, name string) (bool, error) {
 	st, err := n.Services().Status(ctx, name)
 	return st.Running, err
+}
+
+// NewerThan reports whether any of the files on the node changed after
+// since (a service's start): the running process has not read them. It
+// catches a configuration written by an 'up' that failed before it
+// restarted the service, which the next 'up' would otherwise never apply.
+// A zero since (the supervisor does not know) reports false.
+func NewerThan(ctx context.Context, n node.Node, since time.Time, paths ...string) (bool, error) {
+	if since.IsZero() || len(paths) == 0 {
+		return false, nil
+	}
+	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"stat", "-c", "%Y"}, paths...)})
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Fields(string(res.Stdout)) {
+		sec, err := strconv.ParseInt(line, 10, 64)
+		if err == nil && sec > since.Unix() {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -48,9 +48,17 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node) (*plan.Step, err
 	if err != nil {
 		return nil, err
 	}
-	running, err := plan.Running(ctx, nd, "chrony")
+	st, err := nd.Services().Status(ctx, "chrony")
 	if err != nil {
 		return nil, err
+	}
+	running := st.Running
+	if running && len(stale) == 0 {
+		// Written by an earlier 'up' that failed before the restart: the
+		// running process has not read it.
+		if newer, err := plan.NewerThan(ctx, nd, st.Started, "/etc/chrony/chrony.conf"); err == nil && newer {
+			stale = files
+		}
 	}
 	if len(stale) == 0 && running {
 		return nil, nil

@@ -59,6 +59,13 @@ var HAProxy = node.Service{Name: HAProxyService, Argv: []string{"/usr/sbin/hapro
 // Keepalived runs in the foreground, logging to its output.
 var Keepalived = node.Service{Name: KeepalivedService, Argv: []string{"/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail", "-f", KeepalivedPath}}
 
+// Markers for steps on controllers where the endpoint already runs; Phase
+// turns them into one wave per controller.
+const (
+	rolling       = -1
+	rollingHolder = -2
+)
+
 // Phase brings up the database endpoint: the Galera health check, HAProxy
 // (all writes to one Synced node) and keepalived (the VIP) on every
 // controller.
@@ -76,10 +83,29 @@ func Phase(bin AgentBinary) plan.Phase {
 			return nil, err
 		}
 		var out []plan.Step
+		// Where the endpoint already runs, restart it one controller at a
+		// time, the one holding the VIP last: restarting every HAProxy and
+		// keepalived at once would cut the endpoint and re-elect the VIP.
+		// A first deploy starts everywhere at once.
+		wave := 0
+		var holder *plan.Step
 		for _, s := range steps {
-			if s != nil {
-				out = append(out, *s)
+			if s == nil {
+				continue
 			}
+			if s.Wave == rollingHolder {
+				holder = s
+				continue
+			}
+			if s.Wave == rolling {
+				wave++
+				s.Wave = wave
+			}
+			out = append(out, *s)
+		}
+		if holder != nil {
+			holder.Wave = wave + 1
+			out = append(out, *holder)
 		}
 		return out, nil
 	}}
@@ -119,6 +145,19 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node, bin AgentBinary)
 	var todo []string
 	restartAgent := agentSt.Running && !slices.Equal(agentSt.Argv, agentSvc.Argv)
 	startAgent := !agentSt.Running || restartAgent
+	// A configuration on disk that the running process has not read (an
+	// earlier 'up' wrote it and failed before the restart) counts as a
+	// change too.
+	if haSt.Running && !changed[HAProxyPath] {
+		if newer, err := plan.NewerThan(ctx, nd, haSt.Started, HAProxyPath); err == nil && newer {
+			changed[HAProxyPath] = true
+		}
+	}
+	if kaSt.Running && !changed[KeepalivedPath] {
+		if newer, err := plan.NewerThan(ctx, nd, kaSt.Started, KeepalivedPath); err == nil && newer {
+			changed[KeepalivedPath] = true
+		}
+	}
 	restartHA := haSt.Running && changed[HAProxyPath]
 	startHA := !haSt.Running || restartHA
 	restartKA := kaSt.Running && changed[KeepalivedPath]
@@ -144,7 +183,14 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node, bin AgentBinary)
 	if len(todo) == 0 {
 		return nil, nil
 	}
-	return &plan.Step{Host: n.Name, Action: strings.Join(todo, "; "), Do: func(ctx context.Context) error {
+	wave := 0
+	if agentSt.Running || haSt.Running || kaSt.Running {
+		wave = rolling
+		if out, err := plan.Sh(ctx, nd, "ip", "-o", "addr", "show", "to", t.Cluster.Spec.Database.Endpoint.VIP); err == nil && out != "" {
+			wave = rollingHolder
+		}
+	}
+	return &plan.Step{Host: n.Name, Action: strings.Join(todo, "; "), Wave: wave, Do: func(ctx context.Context) error {
 		if err := plan.WriteFiles(ctx, nd, stale); err != nil {
 			return err
 		}
