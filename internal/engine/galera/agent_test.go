@@ -79,12 +79,24 @@ func TestIntegrationAgent(t *testing.T) {
 	}()
 	url := "http://" + ln.Addr().String() + "/"
 
+	// The server changes state asynchronously (wsrep_desync=OFF returns
+	// to Synced once the node has caught up), so each step waits, within a
+	// generous bound, for the answer it expects.
 	want := func(step string, code int, bodyHas string) {
 		t.Helper()
-		got, body := check(t, url)
-		if got != code || !strings.Contains(body, bodyHas) {
-			t.Errorf("%s: %d %q; want %d containing %q", step, got, body, code, bodyHas)
+		var got int
+		var body string
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			got, body = check(t, url)
+			if got == code && strings.Contains(body, bodyHas) {
+				return
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
+		t.Errorf("%s: %d %q; want %d containing %q", step, got, body, code, bodyHas)
 	}
 	want("synced", http.StatusOK, SyncedBody)
 	s.exec(t, "SET GLOBAL wsrep_desync=ON")
