@@ -119,7 +119,7 @@ func Packages(lab bool) plan.Phase {
 				continue
 			}
 			if lab {
-				return nil, fmt.Errorf("%s: packages %s are missing; lab nodes use this machine's packages: install them here (bash scripts/install-deps, or apt-get install %s) and run 'hastack up' again", n.Name, strings.Join(m, " "), strings.Join(m, " "))
+				return nil, fmt.Errorf("%s: packages %s are missing; lab nodes use this machine's packages: install them here (bash scripts/install-deps, or apt-get install %s), then remake the lab, whose nodes copy the packages' configuration when they are made ('hastack lab down' and 'hastack lab up'), and run 'hastack up' again", n.Name, strings.Join(m, " "), strings.Join(m, " "))
 			}
 			nd := t.Node(n.Name)
 			steps = append(steps, plan.Step{Host: n.Name, Action: "apt-get install " + strings.Join(m, " ") + " (services not started by the packages)", Do: func(ctx context.Context) error {
