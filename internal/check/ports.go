@@ -220,6 +220,13 @@ func judgeListeners(c *spec.Cluster, nf *nodeFacts) Result {
 		if !slices.ContainsFunc(exposed, func(p string) bool { return strings.HasPrefix(proc, p) }) {
 			continue
 		}
+		// An unconnected UDP socket on an ephemeral port is a client, not a
+		// service: the Erlang VM's DNS resolver (inet_res) shows up as
+		// beam.smp on udp 0.0.0.0:<random>. Only memcached's and chronyd's
+		// UDP sockets serve anyone.
+		if l.Proto == "udp" && proc != "memcached" && proc != "chronyd" {
+			continue
+		}
 		seen++
 		switch {
 		case proc == "memcached" && l.Proto == "udp":
