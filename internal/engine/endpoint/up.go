@@ -88,13 +88,13 @@ func Phase(bin AgentBinary) plan.Phase {
 		// keepalived at once would cut the endpoint and re-elect the VIP.
 		// A first deploy starts everywhere at once.
 		wave := 0
-		var holder *plan.Step
+		var holders []*plan.Step // one, unless keepalived has split
 		for _, s := range steps {
 			if s == nil {
 				continue
 			}
 			if s.Wave == rollingHolder {
-				holder = s
+				holders = append(holders, s)
 				continue
 			}
 			if s.Wave == rolling {
@@ -103,9 +103,10 @@ func Phase(bin AgentBinary) plan.Phase {
 			}
 			out = append(out, *s)
 		}
-		if holder != nil {
-			holder.Wave = wave + 1
-			out = append(out, *holder)
+		for _, h := range holders {
+			wave++
+			h.Wave = wave
+			out = append(out, *h)
 		}
 		return out, nil
 	}}
