@@ -683,29 +683,9 @@ func (l *linter) listedAsServer(host string) bool {
 func nearest(s string, candidates []string, maxDist int) string {
 	best, bestD := "", maxDist+1
 	for _, c := range candidates {
-		if d := levenshtein(s, c); d < bestD && d > 0 {
+		if d := spec.EditDistance(s, c); d < bestD && d > 0 {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

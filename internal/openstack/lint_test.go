@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hastack/hastack/internal/spec"
 )
 
 type expectation struct {
@@ -156,8 +158,8 @@ func TestLevenshtein(t *testing.T) {
 		a, b string
 		d    int
 	}{{"", "abc", 3}, {"rabbit_quorum_queues", "rabbit_quorum_queue", 1}, {"kitten", "sitting", 3}} {
-		if got := levenshtein(c.a, c.b); got != c.d {
-			t.Errorf("levenshtein(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		if got := spec.EditDistance(c.a, c.b); got != c.d {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
 		}
 	}
 }

@@ -287,14 +287,16 @@ func closest(s string, fields map[string]reflect.Type) string {
 		if strings.EqualFold(k, s) {
 			return k
 		}
-		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
+		if d := EditDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, for "did you
+// mean" suggestions (spec fields here, service options in the linter).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
