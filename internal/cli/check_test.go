@@ -20,7 +20,6 @@ import (
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
-	"github.com/hastack/hastack/internal/spec"
 )
 
 // checkRun is one 'hastack check -o json': results by "node/check".
@@ -97,14 +96,7 @@ func TestIntegrationCheck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("integration tests need root")
 	}
-	dir := t.TempDir()
-	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, "hk")
-	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "checktest", Controllers: 3, Computes: 1, Lab: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	specYAML := strings.ReplaceAll(strings.ReplaceAll(string(data), "10.77.", "10.236."), "10.78.", "10.237.")
+	dir, specYAML := testLab(t, "checktest", "hk", 3, 1, "10.236", "10.237")
 	specPath := filepath.Join(dir, "hastack.yaml")
 	writeSpec := func(y string) {
 		t.Helper()
@@ -112,7 +104,6 @@ func TestIntegrationCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writeSpec(specYAML)
 	hs := func(args ...string) (string, int) {
 		t.Helper()
 		o, e, code := runIn(t, dir, "", args...)

@@ -124,3 +124,24 @@ func TestIntegrationLabCommands(t *testing.T) {
 		t.Errorf("second lab down: exit %d", code)
 	}
 }
+
+// testLab prepares an end-to-end test's lab: a folder holding hastack.yaml
+// (the example spec of the given shape, moved to the address ranges
+// mgmt.x and provider.x so the test runs beside an operator's lab) and the
+// environment that points every lab command at a state folder and prefix
+// of the test's own. It returns the folder and the spec's text.
+func testLab(t *testing.T, name, prefix string, controllers, computes int, mgmt, provider string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
+	t.Setenv(lab.EnvPrefix, prefix)
+	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: name, Controllers: controllers, Computes: computes, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(strings.ReplaceAll(string(data), "10.77.", mgmt+"."), "10.78.", provider+".")
+	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, y
+}

@@ -14,7 +14,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -49,17 +48,7 @@ func TestIntegrationOpenStackClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, "ho")
-	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "ostest", Controllers: 3, Computes: 0, Lab: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(strings.ReplaceAll(string(data), "10.77.", "10.226."), "10.78.", "10.227.")
-	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := testLab(t, "ostest", "ho", 3, 0, "10.226", "10.227")
 	hs := func(args ...string) (string, int) {
 		t.Helper()
 		o, e, code := runIn(t, dir, "", args...)

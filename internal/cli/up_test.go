@@ -12,9 +12,6 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
-
-	"github.com/hastack/hastack/internal/lab"
-	"github.com/hastack/hastack/internal/spec"
 )
 
 // TestIntegrationUp is the main job end to end on a lab of the default
@@ -28,18 +25,7 @@ func TestIntegrationUp(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("integration tests need root")
 	}
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	t.Setenv(lab.EnvStateDir, state)
-	t.Setenv(lab.EnvPrefix, "hd")
-	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "uptest", Controllers: 3, Computes: 1, Lab: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(strings.ReplaceAll(string(data), "10.77.", "10.221."), "10.78.", "10.222.")
-	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := testLab(t, "uptest", "hd", 3, 1, "10.221", "10.222")
 	hs := func(args ...string) (string, string, int) {
 		t.Helper()
 		o, e, code := runIn(t, dir, "", args...)
