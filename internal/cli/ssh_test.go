@@ -52,17 +52,22 @@ func TestIntegrationSSH(t *testing.T) {
 	if err := os.WriteFile(specPath, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// hs logs each command with the end of its output; a failed
+	// assertion repeats the output it judged (lastOut), so the reason is
+	// next to the failure even where a CI summary keeps only the start.
+	var lastOut string
 	hs := func(args ...string) (string, string, int) {
 		t.Helper()
 		start := time.Now()
 		o, e, code := runIn(t, dir, "", args...)
-		t.Logf("hastack %s: exit %d in %s\n%s%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), o, e)
+		lastOut = o + e
+		t.Logf("hastack %s: exit %d in %s\n%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), lastLines(lastOut, 6))
 		return o, e, code
 	}
 	t.Cleanup(func() { runIn(t, dir, "", "lab", "down") })
 
 	if _, _, code := hs("lab", "up", "--ssh"); code != 0 {
-		t.Fatal("lab up --ssh failed")
+		t.Fatalf("lab up --ssh failed:\n%s", lastOut)
 	}
 	c, err := loadSpec(specPath, os.Stderr)
 	if err != nil {
@@ -79,7 +84,7 @@ func TestIntegrationSSH(t *testing.T) {
 	// A second run changes nothing: same host keys, same spec.
 	goodSpec, _ := os.ReadFile(specPath)
 	if o, _, code := hs("lab", "up", "--ssh"); code != 0 || !strings.Contains(o, "already reaches the nodes over SSH") {
-		t.Errorf("second lab up --ssh: exit %d", code)
+		t.Errorf("second lab up --ssh: exit %d\n%s", code, lastLines(lastOut, 30))
 	}
 	if again, _ := os.ReadFile(known); string(again) != string(goodKnown) {
 		t.Error("a second lab up --ssh changed the host keys")
@@ -87,7 +92,7 @@ func TestIntegrationSSH(t *testing.T) {
 
 	o, _, code := hs("up")
 	if code != 0 || !strings.Contains(o, "up: done") {
-		t.Fatalf("up over SSH: exit %d", code)
+		t.Fatalf("up over SSH: exit %d\n%s", code, lastLines(lastOut, 30))
 	}
 
 	// The same cluster through both transports: the same verdict, the
@@ -119,10 +124,10 @@ func TestIntegrationSSH(t *testing.T) {
 			viaSSH.Verdict, viaSSH.Writer, healthSummary(t, viaSSH), viaLab.Verdict, viaLab.Writer, healthSummary(t, viaLab))
 	}
 	if o, _, code := hs("status", "-o", "json"); code != 0 || !strings.Contains(o, `"healthy": true`) {
-		t.Errorf("status over SSH: exit %d", code)
+		t.Errorf("status over SSH: exit %d\n%s", code, lastLines(lastOut, 30))
 	}
 	if o, _, code := hs("up"); code != 0 || !strings.Contains(o, "nothing changed") {
-		t.Errorf("second up over SSH: exit %d, want it to change nothing", code)
+		t.Errorf("second up over SSH: exit %d, want it to change nothing\n%s", code, lastLines(lastOut, 30))
 	}
 
 	// Bad inputs. Each breaks one host; status names that host, and only
@@ -160,7 +165,7 @@ func TestIntegrationSSH(t *testing.T) {
 			t.Fatalf("%s: status -o json: %v\n%s", what, err, e)
 		}
 		if code != 1 || rep.Verdict != status.Degraded {
-			t.Errorf("%s: status exit %d (%s), want 1 (degraded: only %s's time service is unknown)", what, code, rep.Verdict, host)
+			t.Errorf("%s: status exit %d (%s), want 1 (degraded: only %s's time service is unknown)\n%s", what, code, rep.Verdict, host, lastLines(lastOut, 30))
 		}
 		if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], host+":") || !strings.Contains(rep.Problems[0], want) {
 			t.Errorf("%s: want one problem, on %s, saying %q; got %q", what, host, want, rep.Problems)
@@ -178,7 +183,7 @@ func TestIntegrationSSH(t *testing.T) {
 	before := snapshotServices(t, l)
 	_, e, code := hs("up")
 	if code != 1 || !strings.Contains(e, "phase connect") || !strings.Contains(e, "ctl2: unreachable: ctl2: root@10.246.0.12:22: the host key is not known") || strings.Contains(e, "ctl1:") {
-		t.Errorf("up with ctl2's host key unknown: exit %d", code)
+		t.Errorf("up with ctl2's host key unknown: exit %d\n%s", code, lastLines(lastOut, 30))
 	}
 	if after := snapshotServices(t, l); !slices.Equal(before, after) {
 		t.Errorf("up refused at connect, yet services changed:\nbefore %v\nafter  %v", before, after)
@@ -216,7 +221,7 @@ func TestIntegrationSSH(t *testing.T) {
 	restore()
 
 	if _, _, code := hs("status"); code != 0 {
-		t.Errorf("status after every bad input was undone: exit %d", code)
+		t.Errorf("status after every bad input was undone: exit %d\n%s", code, lastLines(lastOut, 30))
 	}
 }
 
@@ -312,4 +317,14 @@ func addNodeUser(t *testing.T, l *lab.Lab, nodeName, user string) {
 	if err := n.WriteFile(ctx, "/etc/hastack/ssh/authorized_keys/"+user, pub, 0o644, ""); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lastLines is the end of a command's output: at most n lines, with a
+// note of how many came before.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) <= n {
+		return strings.Join(lines, "\n")
+	}
+	return fmt.Sprintf("[%d lines before]\n%s", len(lines)-n, strings.Join(lines[len(lines)-n:], "\n"))
 }

@@ -128,6 +128,24 @@ func TestIntegrationUp(t *testing.T) {
 	}
 	noSecrets("up --dry-run", o)
 
+	// A lost secrets file: 'up' must not make new secrets for a cluster
+	// that has data; it refuses before changing anything, and names what
+	// it found.
+	secretsPath := filepath.Join(dir, "hastack.secrets.yaml")
+	if err := os.Rename(secretsPath, secretsPath+".away"); err != nil {
+		t.Fatal(err)
+	}
+	_, e, code = hs("up")
+	if code != 1 || !strings.Contains(e, "ctl1 has Galera data (/var/lib/mysql/grastate.dat)") || !strings.Contains(e, "a RabbitMQ node database (/var/lib/rabbitmq/mnesia/rabbit@ctl") || !strings.Contains(e, "Restore the secrets file") {
+		t.Errorf("up without the secrets file of a deployed cluster: exit %d, want 1 and a refusal naming the data found", code)
+	}
+	if _, err := os.Stat(secretsPath); err == nil {
+		t.Error("up wrote a new secrets file for a deployed cluster")
+	}
+	if err := os.Rename(secretsPath+".away", secretsPath); err != nil {
+		t.Fatal(err)
+	}
+
 	// A killed engine: degraded, and 'up' brings it back.
 	if _, _, code := hs("lab", "fault", "kill", "ctl2", "mariadb"); code != 0 {
 		t.Fatal("fault kill failed")

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hastack/hastack/internal/node"
@@ -168,6 +169,9 @@ func Secrets(store *secrets.Store) plan.Phase {
 			return nil, nil
 		}
 		slices.Sort(missing)
+		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing); err != nil {
+			return nil, err
+		}
 		return []plan.Step{{Host: "local", Action: fmt.Sprintf("generate %s into %s (mode 0600)", strings.Join(missing, ", "), store.Path()), Do: func(ctx context.Context) error {
 			for _, n := range missing {
 				store.Get(n)
@@ -175,6 +179,60 @@ func Secrets(store *secrets.Store) plan.Phase {
 			return store.Save()
 		}}}, nil
 	}}
+}
+
+// deployedState is where each secret has left its mark on a controller
+// once the cluster was deployed with it: Galera's state file for the
+// database password, a RabbitMQ node database for the bus's secrets.
+var deployedState = map[string]struct{ what, glob string }{
+	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat"},
+	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+}
+
+// refuseNewSecretsForOldCluster stops a deploy that would generate a
+// secret a deployed cluster already has: the secrets file was lost or
+// replaced. New values would lock hastack out of its own database user and
+// give RabbitMQ nodes a different Erlang cookie one restart at a time
+// (each restarted node then cannot talk to the others). Nothing has
+// changed when it refuses.
+func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string) error {
+	ctls := plan.Names(t.Cluster.Controllers())
+	var mu sync.Mutex
+	var found []string
+	err := plan.ForEach(ctx, ctls, func(ctx context.Context, name string) error {
+		globs := map[string][]string{}
+		for _, m := range missing {
+			if d, ok := deployedState[m]; ok && !slices.Contains(globs[d.glob], m) {
+				globs[d.glob] = append(globs[d.glob], m)
+			}
+		}
+		for glob, names := range globs {
+			// The glob is expanded by the node's shell; no match leaves it
+			// as it is, which 'test -e' rejects.
+			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\" && echo \"$f\"; done; true"}})
+			if err != nil {
+				return fmt.Errorf("%s: looking for deployed state: %w", name, err)
+			}
+			if p := strings.TrimSpace(strings.SplitN(string(res.Stdout), "\n", 2)[0]); p != "" {
+				mu.Lock()
+				found = append(found, fmt.Sprintf("%s has %s (%s) but %s has no %s", name, deployedState[names[0]].what, p, path, strings.Join(names, ", ")))
+				mu.Unlock()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	slices.Sort(found)
+	return fmt.Errorf("the cluster was deployed with secrets this secrets file does not have:\n  %s\n"+
+		"it was lost or replaced. New secrets would lock hastack out of the database and give RabbitMQ nodes a different Erlang cookie. "+
+		"Nothing was changed. Restore the secrets file the cluster was deployed with beside the spec and run 'hastack up' again", strings.Join(found, "\n  "))
 }
 
 func asCommandError(err error, target **node.CommandError) bool {

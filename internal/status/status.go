@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,8 +92,11 @@ type EndpointEntry struct {
 	Healthy bool   `json:"healthy"`
 	Problem string `json:"problem,omitempty"`
 	// HoldsVIP: keepalived has put the VIP on this node.
-	HoldsVIP bool            `json:"holdsVIP"`
-	HAProxy  endpoint.Status `json:"haproxy"`
+	HoldsVIP bool `json:"holdsVIP"`
+	// VIPUnknown says why the node could not be asked whether it holds
+	// the VIP (its HAProxy is probed over TCP and may still answer).
+	VIPUnknown string          `json:"vipUnknown,omitempty"`
+	HAProxy    endpoint.Status `json:"haproxy"`
 }
 
 // Target is what status needs: the spec, a way to run commands on nodes
@@ -242,6 +246,9 @@ func endpointEntry(ctx context.Context, t Target, n spec.Node) EndpointEntry {
 	}
 	if nd := t.Nodes[n.Name]; nd != nil {
 		res, err := nd.Run(ctx, node.Cmd{Argv: []string{"ip", "-o", "-4", "addr", "show", "to", c.Spec.Database.Endpoint.VIP}})
+		if err != nil {
+			e.VIPUnknown = err.Error()
+		}
 		e.HoldsVIP = err == nil && strings.TrimSpace(string(res.Stdout)) != ""
 	}
 	e.Healthy = e.Problem == ""
@@ -272,6 +279,23 @@ func vipWriter(ctx context.Context, t Target, password string) (string, error) {
 	return host, nil
 }
 
+// vipProblems judges how many controllers hold the VIP. Two holders is
+// always a problem (a split keepalived). None is one too, unless some
+// controllers could not be asked and the VIP answers SQL: then a node that
+// was not asked holds it, and the node that could not be asked is reported
+// by its own probes.
+func vipProblems(holders int, unasked []string, vipAnswers bool, vip string) []string {
+	switch {
+	case holders > 1:
+		return []string{fmt.Sprintf("endpoint: %d controllers hold the VIP %s; exactly one must", holders, vip)}
+	case holders == 0 && len(unasked) == 0:
+		return []string{fmt.Sprintf("endpoint: no controller holds the VIP %s; exactly one must", vip)}
+	case holders == 0 && !vipAnswers:
+		return []string{fmt.Sprintf("endpoint: no controller that could be asked holds the VIP %s (not asked: %s)", vip, strings.Join(unasked, ", "))}
+	}
+	return nil
+}
+
 // judge sets each verdict. Serving: the endpoint answers SQL through the
 // VIP, the broker has a running node that is not cut off, and memcached
 // answers somewhere. Healthy: everything the spec deploys is up.
@@ -291,17 +315,19 @@ func judge(r *Report, t Target, rabbit rabbitmq.Status, writerErr error) {
 		problems = append(problems, "endpoint: "+writerErr.Error())
 	}
 	vipHolders := 0
+	var unasked []string
 	for _, e := range r.Services.Endpoint {
 		if e.HoldsVIP {
 			vipHolders++
+		}
+		if e.VIPUnknown != "" {
+			unasked = append(unasked, e.Node)
 		}
 		if !e.Healthy {
 			problems = append(problems, fmt.Sprintf("endpoint %s: %s", e.Node, e.Problem))
 		}
 	}
-	if vipHolders != 1 {
-		problems = append(problems, fmt.Sprintf("endpoint: %d controllers hold the VIP %s; exactly one must", vipHolders, t.Cluster.Spec.Database.Endpoint.VIP))
-	}
+	problems = append(problems, vipProblems(vipHolders, unasked, writerErr == nil, t.Cluster.Spec.Database.Endpoint.VIP)...)
 	rabbitUp := 0
 	for _, e := range r.Services.RabbitMQ {
 		if e.Healthy {
@@ -343,6 +369,14 @@ func judge(r *Report, t Target, rabbit rabbitmq.Status, writerErr error) {
 	}
 	if synced == 0 {
 		serving = false
+	}
+	// A node that could not be asked about the VIP is a problem in its
+	// own right, unless another probe of that node already says why.
+	for _, e := range r.Services.Endpoint {
+		if e.VIPUnknown == "" || slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, " "+e.Node+": ") }) {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("endpoint %s: cannot tell whether it holds the VIP: %s", e.Node, e.VIPUnknown))
 	}
 	sort.Strings(problems)
 	r.Problems = problems

@@ -53,6 +53,25 @@ func TestJudge(t *testing.T) {
 			r.Services.Endpoint[2].HoldsVIP = true
 			return nil
 		}, Degraded, "2 controllers hold the VIP"},
+		{"VIP on no node", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Endpoint[0].HoldsVIP = false
+			return nil
+		}, Degraded, "no controller holds the VIP"},
+		// The holder cannot be asked (its SSH refused), the VIP answers:
+		// one problem, the one saying why that node cannot be asked.
+		{"VIP holder cannot be asked, its time probe says why", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Endpoint[0].HoldsVIP, r.Services.Endpoint[0].VIPUnknown = false, "host key changed"
+			r.Services.NTP[0].Healthy, r.Services.NTP[0].Problem = false, "chrony probe ctl1: host key changed"
+			return nil
+		}, Degraded, "ntp ctl1: chrony probe ctl1: host key changed"},
+		{"VIP holder cannot be asked, nothing else says why", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Endpoint[0].HoldsVIP, r.Services.Endpoint[0].VIPUnknown = false, "session refused"
+			return nil
+		}, Degraded, "endpoint ctl1: cannot tell whether it holds the VIP: session refused"},
+		{"VIP holder cannot be asked and the VIP is silent", func(r *Report, _ *rabbitmq.Status) error {
+			r.Services.Endpoint[0].HoldsVIP, r.Services.Endpoint[0].VIPUnknown = false, "timeout"
+			return errors.New("no answer")
+		}, NotServing, "no controller that could be asked holds the VIP 10.77.0.10 (not asked: ctl1)"},
 		{"no broker answers", func(r *Report, bus *rabbitmq.Status) error {
 			*bus = rabbitmq.Status{Problem: "connection refused\nmore"}
 			for i := range r.Services.RabbitMQ {
@@ -88,6 +107,9 @@ func TestJudge(t *testing.T) {
 			}
 			if tc.problem != "" && !strings.Contains(strings.Join(r.Problems, "\n"), tc.problem) {
 				t.Errorf("problems %v lack %q", r.Problems, tc.problem)
+			}
+			if strings.Contains(tc.name, "its time probe says why") && len(r.Problems) != 1 {
+				t.Errorf("problems %q, want only the time probe's", r.Problems)
 			}
 			if want := map[string]int{Healthy: 0, Degraded: 1, NotServing: 2}[tc.verdict]; r.ExitCode() != want {
 				t.Errorf("exit code %d, want %d", r.ExitCode(), want)
