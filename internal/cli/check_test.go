@@ -112,7 +112,7 @@ func TestIntegrationCheck(t *testing.T) {
 		}
 		return o, code
 	}
-	t.Cleanup(func() { runIn(t, dir, "", "lab", "down") })
+	labDownAfter(t, dir)
 	if _, code := hs("lab", "up"); code != 0 {
 		t.Fatal("lab up failed")
 	}

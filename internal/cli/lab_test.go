@@ -145,3 +145,24 @@ func testLab(t *testing.T, name, prefix string, controllers, computes int, mgmt,
 	}
 	return dir, y
 }
+
+// labDownAfter removes the test's lab when the test ends. A failed test
+// first logs what each node's time service says (sources and its log's
+// end): its health moves on its own, so a failure must carry the evidence.
+func labDownAfter(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			o, _, _ := runIn(t, dir, "", "lab", "list", "-o", "json")
+			var nodes []struct {
+				Name string `json:"name"`
+				Role string `json:"role"`
+			}
+			_ = json.Unmarshal([]byte(o), &nodes)
+			for _, n := range nodes {
+				out, errOut, _ := runIn(t, dir, "", "lab", "exec", n.Name, "--", "sh", "-c", "chronyc -n sources; tail -n 8 /var/log/hastack/chrony.log")
+				t.Logf("%s (%s), time service at the failure:\n%s%s", n.Name, n.Role, out, errOut)
+			}
+		}
+		runIn(t, dir, "", "lab", "down")
+	})
+}

@@ -64,7 +64,7 @@ func TestIntegrationSSH(t *testing.T) {
 		t.Logf("hastack %s: exit %d in %s\n%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), lastLines(lastOut, 6))
 		return o, e, code
 	}
-	t.Cleanup(func() { runIn(t, dir, "", "lab", "down") })
+	labDownAfter(t, dir)
 
 	if _, _, code := hs("lab", "up", "--ssh"); code != 0 {
 		t.Fatalf("lab up --ssh failed:\n%s", lastOut)

@@ -32,7 +32,7 @@ func TestIntegrationUp(t *testing.T) {
 		t.Logf("hastack %s: exit %d\n%s%s", strings.Join(args, " "), code, o, e)
 		return o, e, code
 	}
-	t.Cleanup(func() { runIn(t, dir, "", "lab", "down") })
+	labDownAfter(t, dir)
 
 	if _, _, code := hs("up"); code != 1 {
 		t.Errorf("up with no lab: exit %d, want 1", code)

@@ -353,13 +353,28 @@ func judge(nodeName string, t Tracking, srcs []Source, maxOffset time.Duration) 
 	case len(srcs) == 0:
 		st.Problem = "no time source configured"
 	case t.ReferenceID == LocalReferenceID:
-		st.Problem = fmt.Sprintf("no source selected (%d of %d reachable): serving its own clock at stratum %d (local/orphan mode)", reachable, len(srcs), t.Stratum)
+		st.Problem = fmt.Sprintf("no source selected (%d of %d reachable; %s): serving its own clock at stratum %d (local/orphan mode)", reachable, len(srcs), sourceStates(srcs), t.Stratum)
 	case reachable == 0:
 		st.Problem = fmt.Sprintf("not synchronised: none of the %d sources answers", len(srcs))
 	default:
-		st.Problem = fmt.Sprintf("not synchronised: no source selected yet (%d of %d reachable; leap status %s)", reachable, len(srcs), t.LeapStatus)
+		st.Problem = fmt.Sprintf("not synchronised: no source selected yet (%d of %d reachable; %s; leap status %s)", reachable, len(srcs), sourceStates(srcs), t.LeapStatus)
 	}
 	return st
+}
+
+// sourceStates says how chronyd judged each source, for a problem that
+// must say why nothing was selected: "10.0.0.2 stratum 1 falseticker, ...".
+func sourceStates(srcs []Source) string {
+	words := map[string]string{"*": "selected", "+": "combined", "-": "not combined", "?": "unusable", "x": "falseticker", "~": "too variable"}
+	parts := make([]string, len(srcs))
+	for i, s := range srcs {
+		w, ok := words[s.State]
+		if !ok {
+			w = "state " + s.State
+		}
+		parts[i] = fmt.Sprintf("%s stratum %d %s", s.Address, s.Stratum, w)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func abs(d time.Duration) time.Duration {

@@ -120,7 +120,7 @@ func TestJudge(t *testing.T) {
 		// own clock (two captures combined: that state takes minutes to
 		// reach for real).
 		{"sources lost, own clock", capturedLocalTracking, capturedUnsyncedSources, 0, false, false, "local clock",
-			"no source selected (0 of 1 reachable): serving its own clock at stratum 10 (local/orphan mode)"},
+			"no source selected (0 of 1 reachable; 127.0.0.1 stratum 0 unusable): serving its own clock at stratum 10 (local/orphan mode)"},
 		{"source never answered", capturedUnsyncedTracking, capturedUnsyncedSources, 0, false, false, "",
 			"not synchronised: none of the 1 sources answers"},
 	} {
