@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/sshnode"
 	"github.com/hastack/hastack/internal/status"
 )
 
@@ -66,7 +67,10 @@ Exit 0 healthy, 1 degraded but serving, 2 not serving.`,
 			if err != nil {
 				return err
 			}
-			t, _, err := target(c, file)
+			// Status is a look at this moment: a host that does not
+			// answer the first connection attempt is reported as such,
+			// not retried until the probes' deadline.
+			t, _, err := reach(c, file, sshnode.Options{ConnectAttempts: 1})
 			if err != nil {
 				return err
 			}

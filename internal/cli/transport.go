@@ -21,8 +21,9 @@ import (
 // reach connects hastack to the cluster's nodes, each by the transport the
 // spec gives it: a node with an ssh block (its own, or spec.ssh) over SSH,
 // any other node as a lab node of the lab on this machine. Engines and
-// phases see node.Node either way.
-func reach(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, error) {
+// phases see node.Node either way. opts sets the SSH pool (zero values:
+// the defaults).
+func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target, *secrets.Store, error) {
 	var labNodes, sshNodes []spec.Node
 	for _, n := range c.Spec.Nodes {
 		if _, ok := c.NodeSSH(n); ok {
@@ -58,7 +59,8 @@ func reach(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, erro
 			nodes[n.Name] = nd
 		}
 	}
-	pool := sshnode.NewPool(sshnode.Options{SupervisorSocket: lab.SupervisorSocket})
+	opts.SupervisorSocket = lab.SupervisorSocket
+	pool := sshnode.NewPool(opts)
 	var remote []*sshnode.Node
 	for _, n := range sshNodes {
 		cfg, err := sshConfig(c, n, specPath)

@@ -19,12 +19,13 @@ import (
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
+	"github.com/hastack/hastack/internal/sshnode"
 )
 
 // target connects to the cluster's nodes: over SSH for nodes with an ssh
 // block, as lab nodes otherwise (transport.go).
 func target(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, error) {
-	return reach(c, specPath)
+	return reach(c, specPath, sshnode.Options{})
 }
 
 // labTarget is the cluster's nodes on the lab l.
