@@ -420,6 +420,7 @@ func refuseUnsafe(e *env, all []*facts) error {
 	groups := map[string][]string{}
 	var keys []string
 	nodesRunning := 0
+	partitioned := map[string][]string{} // member: the members it cannot reach, as any node reports them
 	for _, f := range all {
 		if f.running {
 			nodesRunning++
@@ -433,8 +434,10 @@ func refuseUnsafe(e *env, all []*facts) error {
 		var names []string
 		for _, m := range f.members {
 			names = append(names, m.Name)
-			if len(m.Partitions) > 0 {
-				errs = append(errs, partitionError(e, m))
+			for _, p := range m.Partitions {
+				if !slices.Contains(partitioned[m.Name], p) {
+					partitioned[m.Name] = append(partitioned[m.Name], p)
+				}
 			}
 			if !want[m.Name] {
 				errs = append(errs, strayError(m.Name))
@@ -461,6 +464,9 @@ func refuseUnsafe(e *env, all []*facts) error {
 		if len(strangers) > 0 {
 			errs = append(errs, strangerError(groups[k], k, strangers))
 		}
+	}
+	if len(partitioned) > 0 {
+		errs = append(errs, partitionError(e, partitioned, len(all)))
 	}
 	if nodesRunning == 0 {
 		if err := deadlockedStart(all); err != nil {
@@ -561,11 +567,31 @@ func strangerError(running []string, members string, strangers []string) error {
 		strings.Join(running, ", "), verb, members, strings.Join(names, ", "), strings.Join(strangers, ", "), strings.Join(running, ", "))
 }
 
-// partitionError and strayError name no reporting node: every member
-// reports the same, and the caller says it once.
-func partitionError(e *env, m clusterNode) error {
-	return fmt.Errorf("%s is partitioned from %s: with partition handling %s the minority side pauses until the network heals; if the partition persists, restart the broker on the side with fewer nodes",
-		m.Name, strings.Join(m.Partitions, ", "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
+// partitionError explains a partition (every member reports the same, so
+// it names no reporting node) and names the side to restart: the members
+// cut off from more than half of the others. The remedy is RabbitMQ's own
+// (what autoheal does by itself): restart the brokers of the minority so
+// they rejoin the majority, dropping what only they received since the
+// split. With no majority side, it says so and names none.
+func partitionError(e *env, partitioned map[string][]string, clusterSize int) error {
+	var lines, minority []string
+	for _, m := range slices.Sorted(maps.Keys(partitioned)) {
+		slices.Sort(partitioned[m])
+		lines = append(lines, fmt.Sprintf("%s cannot reach %s", m, strings.Join(partitioned[m], ", ")))
+		if 2*len(partitioned[m]) > clusterSize-1 {
+			minority = append(minority, m)
+		}
+	}
+	head := fmt.Sprintf("RabbitMQ is partitioned (%s); partition handling is %s", strings.Join(lines, "; "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
+	if len(minority) == 0 || 2*len(minority) >= clusterSize {
+		return fmt.Errorf("%s. No side holds a majority of the %d nodes, so hastack names none to restart: choose the side whose data to keep, restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again", head, clusterSize)
+	}
+	hosts := make([]string, len(minority))
+	for i, m := range minority {
+		_, hosts[i], _ = strings.Cut(m, "@")
+	}
+	return fmt.Errorf("%s. The minority side is %s: once the network between the nodes works (a frozen or paused node stays partitioned after it resumes), restart the broker there so it rejoins the majority, discarding what only it received since the split: on %s run 'rabbitmqctl stop_app; rabbitmqctl start_app', then run 'hastack up' again",
+		head, strings.Join(hosts, ", "), strings.Join(hosts, " and "))
 }
 
 func strayError(member string) error {
@@ -810,13 +836,17 @@ func checkStep(e *env, f *facts, fixes []string, wave int) plan.Step {
 		for _, c := range e.ctls {
 			want[NodeName(c)] = true
 		}
+		partitioned := map[string][]string{}
 		for _, m := range members {
 			if len(m.Partitions) > 0 {
-				return fmt.Errorf("%s: %w", f.n.Name, partitionError(e, m))
+				partitioned[m.Name] = slices.Clone(m.Partitions)
 			}
 			if !want[m.Name] {
 				return fmt.Errorf("%s: %w", f.n.Name, strayError(m.Name))
 			}
+		}
+		if len(partitioned) > 0 {
+			return fmt.Errorf("%s: %w", f.n.Name, partitionError(e, partitioned, len(e.ctls)))
 		}
 		return provision(ctx, e, api)
 	}}

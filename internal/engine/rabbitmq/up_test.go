@@ -616,7 +616,14 @@ func TestRefuseUnsafe(t *testing.T) {
 		}, "2 separate RabbitMQ clusters (ctl1, ctl2 see members [rabbit@ctl1, rabbit@ctl2]; ctl3 see members [rabbit@ctl3])"},
 		{"partition", all3, func(all []*facts) {
 			all[0].members[2].Partitions = []string{"rabbit@ctl1", "rabbit@ctl2"}
-		}, "rabbit@ctl3 is partitioned from rabbit@ctl1, rabbit@ctl2"},
+		}, "The minority side is ctl3: once the network between the nodes works (a frozen or paused node stays partitioned after it resumes), restart the broker there"},
+		{"partition seen from both sides", all3, func(all []*facts) {
+			for _, f := range all {
+				f.members[0].Partitions = []string{"rabbit@ctl3"}
+				f.members[1].Partitions = []string{"rabbit@ctl3"}
+				f.members[2].Partitions = []string{"rabbit@ctl2", "rabbit@ctl1"}
+			}
+		}, "RabbitMQ is partitioned (rabbit@ctl1 cannot reach rabbit@ctl3; rabbit@ctl2 cannot reach rabbit@ctl3; rabbit@ctl3 cannot reach rabbit@ctl1, rabbit@ctl2); partition handling is pause_minority. The minority side is ctl3: "},
 		{"stray member", all3, func(all []*facts) {
 			for _, f := range all {
 				f.members = append(f.members, clusterNode{Name: "rabbit@old1"})
