@@ -177,6 +177,21 @@ func TestIntegrationUp(t *testing.T) {
 		t.Errorf("writer before the kill %q, after the repair %q", writerBefore, rep.Writer)
 	}
 
+	// A chronyd that dropped its samples (as after a frozen node or a
+	// clock jump; here 'chronyc reset sources') follows no source until
+	// its next regular poll, a minute or more away. 'up' asks it to poll
+	// now and is healthy in seconds instead of waiting out its verify.
+	if _, _, code := hs("lab", "exec", "cmp1", "--", "chronyc", "reset", "sources"); code != 0 {
+		t.Fatal("chronyc reset sources failed")
+	}
+	if o, _, code := hs("status"); code != 1 || !strings.Contains(o, "ntp cmp1: not synchronised") {
+		t.Errorf("status after cmp1's time sources were reset: exit %d, want 1 naming cmp1's clock", code)
+	}
+	o, _, code = hs("up")
+	if code != 0 || !strings.Contains(o, "[chrony] cmp1: ask chronyd to poll its sources now (chronyc burst 4/4)") {
+		t.Errorf("up after cmp1's time sources were reset: exit %d, want a burst on cmp1 and a healthy cluster", code)
+	}
+
 	// A power cut: every process on every controller killed at once. No
 	// Galera node stopped cleanly; 'up' recovers each one's position,
 	// bootstraps from the most advanced and joins the others.

@@ -2,6 +2,8 @@ package chrony
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
@@ -61,7 +63,7 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node) (*plan.Step, err
 		}
 	}
 	if len(stale) == 0 && running {
-		return nil, nil
+		return burstStep(ctx, nd, n, st.Started)
 	}
 	action := "start chronyd"
 	if len(stale) > 0 {
@@ -85,5 +87,33 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node) (*plan.Step, err
 			return err
 		}
 		return plan.EnsureService(ctx, nd, Service(t.SharedClock), restart)
+	}}, nil
+}
+
+// burstStep asks a running chronyd that follows no source to poll its
+// sources now ('chronyc burst'). After its process was stopped for a while
+// (a frozen node, a paused VM), the clock jumped, or its sources were
+// reset, chronyd has dropped its samples and would wait for its next
+// regular poll (up to 64 s) before it selects a source again; a burst
+// takes seconds, and is harmless when the sources are really gone. A
+// chronyd that started less than a minute ago is still in its own initial
+// burst and is left alone.
+func burstStep(ctx context.Context, nd node.Node, n spec.Node, started time.Time) (*plan.Step, error) {
+	if time.Since(started) < time.Minute {
+		return nil, nil
+	}
+	st, err := Probe(ctx, nd, ProbeOptions{})
+	if err != nil || st.Synchronised || len(st.Sources) == 0 {
+		return nil, nil // not asked, or nothing a burst can do; status reports it
+	}
+	reachable := 0
+	for _, src := range st.Sources {
+		if src.Reach != 0 {
+			reachable++
+		}
+	}
+	return &plan.Step{Host: n.Name, Action: fmt.Sprintf("ask chronyd to poll its sources now (chronyc burst 4/4): it follows none (%d of %d answered lately)", reachable, len(st.Sources)), Do: func(ctx context.Context) error {
+		_, err := nd.Run(ctx, node.Cmd{Argv: []string{"chronyc", "burst", "4/4"}})
+		return err
 	}}, nil
 }

@@ -584,7 +584,8 @@ func partitionError(e *env, partitioned map[string][]string, clusterSize int) er
 	}
 	head := fmt.Sprintf("RabbitMQ is partitioned (%s); partition handling is %s", strings.Join(lines, "; "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
 	if len(minority) == 0 || 2*len(minority) >= clusterSize {
-		return fmt.Errorf("%s. No side holds a majority of the %d nodes, so hastack names none to restart: choose the side whose data to keep, restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again", head, clusterSize)
+		return fmt.Errorf("%s. No node is cut off from a majority of the %d nodes (a partial partition, an even split, or a view not updated yet: a broker restarted a few seconds ago still shows in its peers' list for about 15 s), so hastack names none to restart. "+
+			"If you just restarted one, wait and run 'hastack up' again; otherwise choose the side whose data to keep and restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again", head, clusterSize)
 	}
 	hosts := make([]string, len(minority))
 	for i, m := range minority {

@@ -624,6 +624,9 @@ func TestRefuseUnsafe(t *testing.T) {
 				f.members[2].Partitions = []string{"rabbit@ctl2", "rabbit@ctl1"}
 			}
 		}, "RabbitMQ is partitioned (rabbit@ctl1 cannot reach rabbit@ctl3; rabbit@ctl2 cannot reach rabbit@ctl3; rabbit@ctl3 cannot reach rabbit@ctl1, rabbit@ctl2); partition handling is pause_minority. The minority side is ctl3: "},
+		{"partition seen by one node only", all3, func(all []*facts) {
+			all[1].members[1].Partitions = []string{"rabbit@ctl3"}
+		}, "RabbitMQ is partitioned (rabbit@ctl2 cannot reach rabbit@ctl3); partition handling is pause_minority. No node is cut off from a majority of the 3 nodes"},
 		{"stray member", all3, func(all []*facts) {
 			for _, f := range all {
 				f.members = append(f.members, clusterNode{Name: "rabbit@old1"})
