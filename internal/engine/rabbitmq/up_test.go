@@ -849,3 +849,22 @@ func TestProvision(t *testing.T) {
 		})
 	}
 }
+
+func TestFeatureFlagRace(t *testing.T) {
+	// The end of a real failure (CI, RabbitMQ 3.10.8, two former members
+	// started together after a force_boot).
+	race := errors.New(`ctl1: /usr/lib/rabbitmq/bin/rabbitmq-server exited with code 0 while booting
+--- last lines of /var/log/hastack/rabbitmq.log on ctl1:
+Kernel pid terminated (application_controller) ({application_start_failure,rabbit,{{incompatible_feature_flags,{badrpc,{'EXIT',{{badmap,undefined},[{maps,get,[depends_on,undefined,[]]}]}}}},{rabbit,start,[normal,[]]}}})`)
+	if !featureFlagRace(race) {
+		t.Error("the feature-flag race was not recognised")
+	}
+	for _, err := range []error{
+		errors.New("ctl1: rabbitmq-server exited with code 1 while booting\n{incompatible_feature_flags,[{rabbit@ctl2,quorum_queue}]}"),
+		errors.New("ctl1: rabbit@ctl1 running in the cluster: not done after 5m0s: badrpc"),
+	} {
+		if featureFlagRace(err) {
+			t.Errorf("recognised as the race: %v", err)
+		}
+	}
+}
