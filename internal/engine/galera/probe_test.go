@@ -565,7 +565,19 @@ func TestIntegrationProbe(t *testing.T) {
 	if err != nil || st.Healthy || st.LocalState != StateDonor || !st.Ready {
 		t.Errorf("desynced: %+v, %v; want unhealthy, %s, ready", st, err, StateDonor)
 	}
-	s.exec(t, "SET GLOBAL wsrep_desync=OFF", "SET GLOBAL read_only=ON")
+	// wsrep_desync=OFF returns the node to Synced asynchronously, once it
+	// has caught up: wait for that (within a generous bound) first.
+	s.exec(t, "SET GLOBAL wsrep_desync=OFF")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err = Probe(ctx, tcp)
+		if err == nil && st.LocalState == StateSynced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wsrep_desync=OFF: still %+v, %v after 15 s; want Synced", st, err)
+		}
+	}
+	s.exec(t, "SET GLOBAL read_only=ON")
 	st, err = Probe(ctx, tcp)
 	if err != nil || !st.Healthy || !st.ReadOnly {
 		t.Errorf("read_only: %+v, %v; want healthy (still a member) and readOnly", st, err)
