@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hastack/hastack/internal/check"
+	"github.com/hastack/hastack/internal/engine/chrony"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/engine/memcached"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
@@ -130,6 +131,25 @@ func TestIntegrationCheck(t *testing.T) {
 	}
 	ctx := context.Background()
 	ctls := []string{"ctl1", "ctl2", "ctl3"}
+	// followUpstream waits until every controller's chronyd follows the
+	// upstream stand-in: the hierarchy settles on chrony's own schedule (a
+	// controller may select a peer first, and reconsiders at its next
+	// poll, about a minute later), and the checks judge it as it is.
+	followUpstream := func() {
+		t.Helper()
+		const upstream = "10.236.0.2"
+		for _, c := range ctls {
+			for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+				st, err := chrony.Probe(ctx, nd(c), chrony.ProbeOptions{})
+				if err == nil && st.Synchronised && st.Reference == upstream {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: chronyd does not follow the upstream %s after 2 minutes: %+v, %v", c, upstream, st, err)
+				}
+			}
+		}
+	}
 	all := append(ctls[:3:3], "cmp1")
 	keys := func(check string, nodes ...string) []string {
 		var out []string
@@ -239,6 +259,7 @@ func TestIntegrationCheck(t *testing.T) {
 	if o, code := hs("up"); code != 0 || !strings.Contains(o, "up: done") {
 		t.Fatalf("up: exit %d", code)
 	}
+	followUpstream()
 	r = runCheck(t, dir)
 	if r.code != 0 {
 		t.Errorf("check after up: exit %d, want 0: %v", r.code, r.fails())
@@ -289,6 +310,7 @@ func TestIntegrationCheck(t *testing.T) {
 	if _, err := galera.SQL(ctx, nd("ctl1"), "CREATE USER ''@'%';"); err != nil {
 		t.Fatal(err)
 	}
+	followUpstream()
 	r = runCheck(t, dir)
 	if r.code != 1 {
 		t.Errorf("check with a broken layer: exit %d, want 1", r.code)
@@ -316,6 +338,17 @@ func TestIntegrationCheck(t *testing.T) {
 	other := strings.Replace(string(gs), g.UUID, "0badc0de-0000-11f1-8000-000000000000", 1)
 	if err := nd("ctl3").WriteFile(ctx, galera.DataDir+"/grastate.dat", []byte(other), 0o660, "mysql"); err != nil {
 		t.Fatal(err)
+	}
+	// The others install the view without ctl3 asynchronously: wait for
+	// it before judging the cluster's size.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := galera.SQL(ctx, nd("ctl1"), "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size';")
+		if f := strings.Fields(out); err == nil && len(f) > 0 && f[len(f)-1] == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ctl1 still sees wsrep_cluster_size %q (%v) 30 s after ctl3's database stopped", out, err)
+		}
 	}
 	r = runCheck(t, dir)
 	r.want(t, check.Fail, "ctl3/galera cluster")

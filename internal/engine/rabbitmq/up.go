@@ -683,7 +683,17 @@ func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool,
 				if err == nil || attempt == featureFlagRaceAttempts || !featureFlagRace(err) {
 					return err
 				}
-				e.say(n.Name, "%s stopped at boot in RabbitMQ's feature-flag race between nodes booting at the same moment (badrpc while syncing feature flags); starting it again (attempt %d of %d)", NodeName(n), attempt+1, featureFlagRaceAttempts)
+				again := "starting it again"
+				if f.forceBoot {
+					// The failed boot used up the force_load file that let
+					// this node boot without waiting for its peers; without
+					// it the node would wait for the others, and they for it.
+					if _, ferr := f.nd.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "force_boot"}}); ferr != nil {
+						return fmt.Errorf("%w\n(after that, 'rabbitmqctl force_boot' to boot it again without waiting for its peers failed: %v)", err, ferr)
+					}
+					again = "running 'rabbitmqctl force_boot' again (the failed boot used it up) and starting it again"
+				}
+				e.say(n.Name, "%s stopped at boot in RabbitMQ's feature-flag race between nodes booting at the same moment (badrpc while syncing feature flags); %s (attempt %d of %d)", NodeName(n), again, attempt+1, featureFlagRaceAttempts)
 			}
 		}}
 }
