@@ -137,7 +137,9 @@ func TestIntegrationProbe(t *testing.T) {
 
 	// A client connects through the endpoint: it lands on ctl1.
 	c1 := dial(t, h.endpoint)
-	st = waitFor(t, h.stats, "a session on ctl1", func(st Status) bool { return st.Sessions == 1 })
+	// HAProxy counts the session when it picks the server; the fake
+	// database counts it when its accept goroutine runs: wait for both.
+	st = waitFor(t, h.stats, "a session on ctl1", func(st Status) bool { return st.Sessions == 1 && dbs[0].conns.Load() == 1 })
 	if st.Active != "ctl1" || st.ActiveBy != ActiveBySessions || st.Servers[0].CurrentSessions != 1 || dbs[0].conns.Load() != 1 {
 		t.Errorf("one client: %+v", st)
 	}
