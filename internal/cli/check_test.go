@@ -105,18 +105,7 @@ func TestIntegrationCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hs := func(args ...string) (string, int) {
-		t.Helper()
-		o, e, code := runIn(t, dir, "", args...)
-		if code != 0 {
-			t.Logf("hastack %s: exit %d\n%s%s", strings.Join(args, " "), code, o, e)
-		}
-		return o, code
-	}
-	labDownAfter(t, dir)
-	if _, code := hs("lab", "up"); code != 0 {
-		t.Fatal("lab up failed")
-	}
+	hs := labUp(t, dir)
 	l, err := lab.Open(lab.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -146,6 +146,26 @@ func testLab(t *testing.T, name, prefix string, controllers, computes int, mgmt,
 	return dir, y
 }
 
+// labUp brings up the lab of the test's spec in dir, removes it when the
+// test ends (labDownAfter), and returns a runner of hastack commands in dir
+// that logs a command's output when it fails.
+func labUp(t *testing.T, dir string) func(args ...string) (string, int) {
+	t.Helper()
+	hs := func(args ...string) (string, int) {
+		t.Helper()
+		o, e, code := runIn(t, dir, "", args...)
+		if code != 0 {
+			t.Logf("hastack %s: exit %d\n%s%s", strings.Join(args, " "), code, o, e)
+		}
+		return o, code
+	}
+	labDownAfter(t, dir)
+	if _, code := hs("lab", "up"); code != 0 {
+		t.Fatal("lab up failed")
+	}
+	return hs
+}
+
 // labDownAfter removes the test's lab when the test ends. A failed test
 // first logs what each node's time service says (sources and its log's
 // end): its health moves on its own, so a failure must carry the evidence.

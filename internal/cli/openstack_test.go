@@ -49,18 +49,7 @@ func TestIntegrationOpenStackClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, _ := testLab(t, "ostest", "ho", 3, 0, "10.226", "10.227")
-	hs := func(args ...string) (string, int) {
-		t.Helper()
-		o, e, code := runIn(t, dir, "", args...)
-		if code != 0 {
-			t.Logf("hastack %s: exit %d\n%s%s", strings.Join(args, " "), code, o, e)
-		}
-		return o, code
-	}
-	labDownAfter(t, dir)
-	if _, code := hs("lab", "up"); code != 0 {
-		t.Fatal("lab up failed")
-	}
+	hs := labUp(t, dir)
 	if _, code := hs("up"); code != 0 {
 		t.Fatal("up failed")
 	}

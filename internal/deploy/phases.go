@@ -198,16 +198,17 @@ var deployedState = map[string]struct{ what, glob string }{
 // (each restarted node then cannot talk to the others). Nothing has
 // changed when it refuses.
 func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string) error {
+	// The missing secrets grouped by the state they would have left.
+	globs := map[string][]string{}
+	for _, m := range missing {
+		if d, ok := deployedState[m]; ok {
+			globs[d.glob] = append(globs[d.glob], m)
+		}
+	}
 	ctls := plan.Names(t.Cluster.Controllers())
 	var mu sync.Mutex
 	var found []string
 	err := plan.ForEach(ctx, ctls, func(ctx context.Context, name string) error {
-		globs := map[string][]string{}
-		for _, m := range missing {
-			if d, ok := deployedState[m]; ok && !slices.Contains(globs[d.glob], m) {
-				globs[d.glob] = append(globs[d.glob], m)
-			}
-		}
 		for glob, names := range globs {
 			// The glob is expanded by the node's shell; no match leaves it
 			// as it is, which 'test -e' rejects.
