@@ -79,6 +79,14 @@ func (s *Server) start(ctx context.Context, def node.Service) error {
 		return nil
 	}
 	pid, err := syscall.ForkExec(def.Argv[0], def.Argv, &l.attr)
+	// ETXTBSY: the program was just written, and a process that forked
+	// meanwhile still holds the writer's descriptor until its own exec
+	// (golang/go#22315; seen when hastack writes its health agent to
+	// several nodes at once). It passes within moments.
+	for tries := 0; errors.Is(err, syscall.ETXTBSY) && tries < 20; tries++ {
+		time.Sleep(50 * time.Millisecond)
+		pid, err = syscall.ForkExec(def.Argv[0], def.Argv, &l.attr)
+	}
 	if err != nil {
 		s.mu.Unlock()
 		if def.User != "" && errors.Is(err, syscall.EPERM) {
