@@ -49,6 +49,20 @@ func (r checkRun) want(t *testing.T, st check.Status, keys ...string) {
 	}
 }
 
+// settled asserts that each "node/check" measured against a limit the
+// lab meets does not fail. It may warn: one late ping reply or clock read
+// on a loaded machine (other test packages run beside this one) warns by
+// design, and a warning does not change check's exit code.
+func (r checkRun) settled(t *testing.T, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		got := r.status(t, k)
+		if v := r.results[k].Value; got != check.OK && (got != check.Warn || strings.Contains(v, "not measured")) {
+			t.Errorf("check %s: %s (%s), want ok (or a measured warn on a loaded machine)", k, got, v)
+		}
+	}
+}
+
 // fails lists the failing results.
 func (r checkRun) fails() []string {
 	var out []string
@@ -158,9 +172,9 @@ func TestIntegrationCheck(t *testing.T) {
 	r.want(t, check.OK, keys("disk", all...)...)
 	r.want(t, check.OK, keys("nics", all...)...)
 	r.want(t, check.OK, keys("names", all...)...)
-	r.want(t, check.OK, keys("clock offset", all...)...)
+	r.settled(t, keys("clock offset", all...)...)
 	r.want(t, check.OK, keys("ports", ctls...)...)
-	r.want(t, check.OK, "ctl1/latency ctl2", "ctl1/latency ctl3", "ctl2/latency ctl1", "ctl2/latency ctl3", "ctl3/latency ctl1", "ctl3/latency ctl2")
+	r.settled(t, "ctl1/latency ctl2", "ctl1/latency ctl3", "ctl2/latency ctl1", "ctl2/latency ctl3", "ctl3/latency ctl1", "ctl3/latency ctl2")
 	r.want(t, check.Warn, keys("ntp", all...)...)
 	if v := r.results["cmp1/ntp"].Value; !strings.Contains(v, "not deployed") {
 		t.Errorf("ntp before deploy: %q, want it to say chrony is not deployed", v)
@@ -228,7 +242,8 @@ func TestIntegrationCheck(t *testing.T) {
 		t.Errorf("check with broken nodes: exit %d, want 1", r.code)
 	}
 	r.want(t, check.Fail, "cmp1/nics", "ctl1/latency ctl2", "ctl3/latency ctl2", "ctl2/latency ctl1", "ctl2/ports", "ctl1/names")
-	r.want(t, check.OK, "ctl1/nics", "ctl1/latency ctl3", "ctl3/latency ctl1", "ctl1/ports", "ctl2/names", "cmp1/names")
+	r.want(t, check.OK, "ctl1/nics", "ctl1/ports", "ctl2/names", "cmp1/names")
+	r.settled(t, "ctl1/latency ctl3", "ctl3/latency ctl1")
 	if v := r.results["ctl1/names"].Value; !strings.Contains(v, "10.236.0.99") {
 		t.Errorf("names: %q does not say what ctl2 resolved to", v)
 	}
@@ -307,7 +322,7 @@ func TestIntegrationCheck(t *testing.T) {
 	r.want(t, check.Fail, "cmp1/ntp", "ctl2/listeners", "ctl3/erlang cookie", "ctl1/ports", "cluster/rabbitmq guest")
 	r.want(t, check.Fail, keys("database password", ctls...)...)
 	r.want(t, check.OK, "ctl1/ntp", "ctl1/listeners", "ctl2/ports", "ctl1/erlang cookie", "ctl2/erlang cookie")
-	r.want(t, check.OK, "cmp1/clock offset") // measured from this machine now that cmp1's chronyd is gone
+	r.settled(t, "cmp1/clock offset") // measured from this machine now that cmp1's chronyd is gone
 	if v := r.results["ctl2/listeners"].Value; !strings.Contains(v, "UDP") {
 		t.Errorf("listeners: %q does not say UDP", v)
 	}
