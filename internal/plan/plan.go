@@ -115,6 +115,39 @@ func ForEach(ctx context.Context, names []string, fn func(ctx context.Context, n
 	return errors.Join(errs...)
 }
 
+// NodeSteps plans every node with fn in parallel (planning only reads the
+// nodes, so one slow host does not make the others wait) and returns the
+// steps in the nodes' order, skipping nodes with nothing to do. Errors are
+// joined, each carrying its host's name.
+func NodeSteps(ctx context.Context, nodes []spec.Node, fn func(ctx context.Context, n spec.Node) (*Step, error)) ([]Step, error) {
+	got := make([]*Step, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := fn(ctx, n)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", n.Name, err)
+				return
+			}
+			got[i] = s
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var steps []Step
+	for _, s := range got {
+		if s != nil {
+			steps = append(steps, *s)
+		}
+	}
+	return steps, nil
+}
+
 // Names lists node names.
 func Names(nodes []spec.Node) []string {
 	out := make([]string, len(nodes))

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io/fs"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/spec"
 )
 
 // memNode is a node whose files live in memory and whose only commands are
@@ -71,5 +74,44 @@ func TestStaleFiles(t *testing.T) {
 	}
 	if n.reads != 3 {
 		t.Errorf("%d files read back; the big ones must be compared by digest", n.reads)
+	}
+}
+
+// TestNodeSteps: every node is planned at once (each fn call waits until
+// all have started, which would deadlock if they ran one after another),
+// the steps come back in the nodes' order without the nodes that have
+// nothing to do, and every error is returned with its host's name.
+func TestNodeSteps(t *testing.T) {
+	nodes := []spec.Node{{Name: "ctl1"}, {Name: "ctl2"}, {Name: "ctl3"}, {Name: "cmp1"}}
+	var all sync.WaitGroup
+	all.Add(len(nodes))
+	steps, err := NodeSteps(context.Background(), nodes, func(ctx context.Context, n spec.Node) (*Step, error) {
+		all.Done()
+		all.Wait()
+		if n.Name == "ctl2" {
+			return nil, nil
+		}
+		return &Step{Host: n.Name, Action: "act on " + n.Name}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		got = append(got, s.Host)
+	}
+	if strings.Join(got, ",") != "ctl1,ctl3,cmp1" {
+		t.Errorf("steps for %v, want ctl1,ctl3,cmp1 in the nodes' order", got)
+	}
+
+	boom := errors.New("boom")
+	steps, err = NodeSteps(context.Background(), nodes, func(ctx context.Context, n spec.Node) (*Step, error) {
+		if n.Name == "ctl1" || n.Name == "cmp1" {
+			return nil, boom
+		}
+		return &Step{Host: n.Name}, nil
+	})
+	if steps != nil || !errors.Is(err, boom) || !strings.Contains(err.Error(), "ctl1: boom") || !strings.Contains(err.Error(), "cmp1: boom") {
+		t.Errorf("two failing nodes: %v, %v; want no steps and both errors named", steps, err)
 	}
 }

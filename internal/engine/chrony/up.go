@@ -26,17 +26,9 @@ func Service(sharedClock bool) node.Service {
 // follows the controllers.
 func Phase() plan.Phase {
 	return plan.Phase{Name: "chrony", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
-		var steps []plan.Step
-		for _, n := range t.Cluster.Spec.Nodes {
-			s, err := nodeStep(ctx, t, n)
-			if err != nil {
-				return nil, err
-			}
-			if s != nil {
-				steps = append(steps, *s)
-			}
-		}
-		return steps, nil
+		return plan.NodeSteps(ctx, t.Cluster.Spec.Nodes, func(ctx context.Context, n spec.Node) (*plan.Step, error) {
+			return nodeStep(ctx, t, n)
+		})
 	}}
 }
 

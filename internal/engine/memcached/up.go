@@ -2,7 +2,6 @@ package memcached
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/hastack/hastack/internal/node"
@@ -29,17 +28,9 @@ func Service(conf []byte) node.Service {
 // Phase runs one memcached per controller, bound to its management address.
 func Phase() plan.Phase {
 	return plan.Phase{Name: "memcached", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
-		var steps []plan.Step
-		for _, n := range t.Cluster.Controllers() {
-			s, err := nodeStep(ctx, t, n)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", n.Name, err)
-			}
-			if s != nil {
-				steps = append(steps, *s)
-			}
-		}
-		return steps, nil
+		return plan.NodeSteps(ctx, t.Cluster.Controllers(), func(ctx context.Context, n spec.Node) (*plan.Step, error) {
+			return nodeStep(ctx, t, n)
+		})
 	}}
 }
 
