@@ -120,23 +120,17 @@ func ForEach(ctx context.Context, names []string, fn func(ctx context.Context, n
 // steps in the nodes' order, skipping nodes with nothing to do. Errors are
 // joined, each carrying its host's name.
 func NodeSteps(ctx context.Context, nodes []spec.Node, fn func(ctx context.Context, n spec.Node) (*Step, error)) ([]Step, error) {
-	got := make([]*Step, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
+	pos := make(map[string]int, len(nodes))
 	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := fn(ctx, n)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", n.Name, err)
-				return
-			}
-			got[i] = s
-		}()
+		pos[n.Name] = i
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	got := make([]*Step, len(nodes))
+	if err := ForEach(ctx, Names(nodes), func(ctx context.Context, name string) error {
+		i := pos[name]
+		s, err := fn(ctx, nodes[i])
+		got[i] = s
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	var steps []Step
