@@ -56,12 +56,11 @@ type Result struct {
 
 // Target is what check measures: the spec, every spec node, and the
 // secrets (to ask the RabbitMQ management API and to know the Erlang
-// cookie's digest). Secrets are only read, never generated: a Source that
-// can say whether it holds a secret (secrets.Store.Has) is asked first.
+// cookie's digest). Secrets are only read, never generated.
 type Target struct {
 	Cluster *spec.Cluster
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
 }
 
 // Options tune the measurements. The zero value is what 'hastack check'

@@ -73,7 +73,7 @@ func (fc *fakeCluster) target() Target {
 	for name, n := range fc.nodes {
 		nodes[name] = n
 	}
-	return Target{Cluster: fc.c, Nodes: nodes, Secrets: secrets.Fixed{secrets.ErlangCookie: fc.cookie, secrets.RabbitAdminPassword: "x"}}
+	return Target{Cluster: fc.c, Nodes: nodes, Secrets: secrets.NewValues(map[string]string{secrets.ErlangCookie: fc.cookie, secrets.RabbitAdminPassword: "x"})}
 }
 
 // options are quick fakes for the probes check makes from this machine.

@@ -79,7 +79,7 @@ func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target
 		return nil, nil, err
 	}
 	shared := len(labNodes) > 0 || sharesThisKernel(remote)
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store, SharedClock: shared}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: shared}, store, nil
 }
 
 // sshConfig is how to reach node n, with its files found as the spec

@@ -172,11 +172,19 @@ func Secrets(store *secrets.Store) plan.Phase {
 		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing); err != nil {
 			return nil, err
 		}
+		// Generated now, stored by the step: later phases plan with the
+		// complete set in a dry run too (the values are never printed).
+		gen := store.Generate(missing...)
+		if t.DryRun {
+			t.Secrets = store.Values().With(gen)
+		}
 		return []plan.Step{{Host: "local", Action: fmt.Sprintf("generate %s into %s (mode 0600)", strings.Join(missing, ", "), store.Path()), Do: func(ctx context.Context) error {
-			for _, n := range missing {
-				store.Get(n)
+			store.Set(gen)
+			if err := store.Save(); err != nil {
+				return err
 			}
-			return store.Save()
+			t.Secrets = store.Values()
+			return nil
 		}}}, nil
 	}}
 }

@@ -34,7 +34,7 @@ type Target struct {
 	Cluster *spec.Cluster
 	// Nodes by spec node name, every node of the spec.
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
 	// SharedClock is true when the nodes share this machine's clock (the
 	// lab): chronyd must then serve time without steering the clock.
 	SharedClock bool

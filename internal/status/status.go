@@ -104,7 +104,7 @@ type EndpointEntry struct {
 type Target struct {
 	Cluster *spec.Cluster
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
 }
 
 // Collect probes everything in parallel and judges the result.

@@ -106,7 +106,8 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &plan.Target{Cluster: c, Nodes: map[string]node.Node{}, Secrets: store, SharedClock: true,
+	store.Set(store.Generate(secrets.Names()...))
+	tg := &plan.Target{Cluster: c, Nodes: map[string]node.Node{}, Secrets: store.Values(), SharedClock: true,
 		Progress: func(phase, host, format string, a ...any) {
 			t.Logf("[%s] %s: %s", phase, host, fmt.Sprintf(format, a...))
 		}}
@@ -459,7 +460,7 @@ func testCluster(t *testing.T, controllers int) *spec.Cluster {
 
 func testEnv(t *testing.T, c *spec.Cluster) *env {
 	t.Helper()
-	s := secrets.Fixed{}
+	s := secrets.NewValues(map[string]string{secrets.RabbitAdminPassword: "admin", secrets.RabbitServicePassword: "svc", secrets.ErlangCookie: "cookie"})
 	defs, err := Definitions(c, s)
 	if err != nil {
 		t.Fatal(err)
