@@ -93,6 +93,13 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, 2},
 		{[]string{"init", "--controllers", "0", "-o", "-"}, 2},
 		{[]string{"--help"}, 0},
+		{[]string{"init", "--controllers", "x"}, 2},
+		// Runtime errors whose words cobra's usage errors also use: an
+		// EINVAL from the kernel ("invalid argument"), a file named
+		// "accepts ...". They are failures (1), not usage (2).
+		{[]string{"validate", "-f", "a\x00b.yaml"}, 1},
+		{[]string{"validate", "-f", "accepts 1 arg(s).yaml"}, 1},
+		{[]string{"status", "-f", "invalid argument.yaml"}, 1},
 	}
 	for _, c := range cases {
 		_, e, code := run(t, dir, c.args...)

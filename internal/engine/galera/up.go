@@ -414,7 +414,7 @@ func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*pl
 		}
 	}
 	if on != nil {
-		out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User='%s' AND Host='%s';", AdminUser, host))
+		out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User=%s AND Host=%s;", Quote(AdminUser), Quote(host)))
 		if err != nil {
 			return nil, err
 		}
@@ -427,9 +427,37 @@ func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*pl
 	n := on.node
 	return &plan.Step{Host: on.name, Action: fmt.Sprintf("create database user %s@'%s' (hastack's probes; password from the secrets file)", AdminUser, host), Do: func(ctx context.Context) error {
 		pw := t.Secrets.Get(secrets.DatabaseAdminPassword)
-		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nALTER USER '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nGRANT ALL PRIVILEGES ON *.* TO '%[1]s'@'%[2]s' WITH GRANT OPTION;\n", AdminUser, host, pw))
+		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS %[1]s@%[2]s IDENTIFIED BY %[3]s;\nALTER USER %[1]s@%[2]s IDENTIFIED BY %[3]s;\nGRANT ALL PRIVILEGES ON *.* TO %[1]s@%[2]s WITH GRANT OPTION;\n", Quote(AdminUser), Quote(host), Quote(pw)))
 		return err
 	}}, nil
+}
+
+// Quote is s as a MariaDB string literal: quotes and backslashes
+// escaped, NUL and line ends written as escapes, so that no value (a
+// password from the secrets file) can end the literal or the statement.
+func Quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('\'')
+	for _, r := range s {
+		switch r {
+		case '\'':
+			b.WriteString(`\'`)
+		case '\\':
+			b.WriteString(`\\`)
+		case 0:
+			b.WriteString(`\0`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case 0x1a:
+			b.WriteString(`\Z`)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
 }
 
 // WaitSynced waits until the local node is Synced in a Primary component,
