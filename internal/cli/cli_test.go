@@ -82,6 +82,9 @@ func TestInvalidSpecWritesNothing(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
+	if _, e, code := run(t, dir, "init"); code != 0 {
+		t.Fatalf("init: %s", e)
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -97,9 +100,8 @@ func TestExitCodes(t *testing.T) {
 		// Runtime errors whose words cobra's usage errors also use: an
 		// EINVAL from the kernel ("invalid argument"), a file named
 		// "accepts ...". They are failures (1), not usage (2).
-		{[]string{"validate", "-f", "a\x00b.yaml"}, 1},
-		{[]string{"validate", "-f", "accepts 1 arg(s).yaml"}, 1},
-		{[]string{"status", "-f", "invalid argument.yaml"}, 1},
+		{[]string{"render", "--out", "a\x00b"}, 1},
+		{[]string{"render", "--out", "accepts 1 arg(s)/\x00"}, 1},
 	}
 	for _, c := range cases {
 		_, e, code := run(t, dir, c.args...)
