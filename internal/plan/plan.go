@@ -312,20 +312,43 @@ func Running(ctx context.Context, n node.Node, name string) (bool, error) {
 // since (a service's start): the running process has not read them. It
 // catches a configuration written by an 'up' that failed before it
 // restarted the service, which the next 'up' would otherwise never apply.
-// A zero since (the supervisor does not know) reports false.
+// A zero since (the supervisor does not know) reports false. A file that
+// cannot be examined is an error naming it: skipping the test would
+// silently skip the restart.
 func NewerThan(ctx context.Context, n node.Node, since time.Time, paths ...string) (bool, error) {
 	if since.IsZero() || len(paths) == 0 {
 		return false, nil
 	}
 	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"stat", "-c", "%Y"}, paths...)})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("is %s newer than the running service (started %s)? %w", strings.Join(paths, ", "), since.Format(time.RFC3339), err)
 	}
-	for _, line := range strings.Fields(string(res.Stdout)) {
+	lines := strings.Fields(string(res.Stdout))
+	if len(lines) != len(paths) {
+		return false, fmt.Errorf("is %s newer than the running service? stat printed %d time(s) for %d file(s)", strings.Join(paths, ", "), len(lines), len(paths))
+	}
+	for i, line := range lines {
 		sec, err := strconv.ParseInt(line, 10, 64)
-		if err == nil && sec > since.Unix() {
+		if err != nil {
+			return false, fmt.Errorf("modification time of %s: %q is not a number", paths[i], line)
+		}
+		if sec > since.Unix() {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// NotReadSince reports whether the service runs with a configuration older
+// than its files (see NewerThan): the files were written after it
+// started.
+func NotReadSince(ctx context.Context, n node.Node, st node.ServiceState, paths ...string) (bool, error) {
+	if !st.Running {
+		return false, nil
+	}
+	newer, err := NewerThan(ctx, n, st.Started, paths...)
+	if err != nil {
+		return false, fmt.Errorf("%s: %s: %w", n.Name(), st.Name, err)
+	}
+	return newer, nil
 }

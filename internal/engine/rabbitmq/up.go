@@ -331,8 +331,34 @@ func gather(ctx context.Context, e *env, f *facts) error {
 	if f.dirsOK, err = dirsOK(ctx, f.nd); err != nil {
 		return err
 	}
-	if f.running, err = plan.Running(ctx, f.nd, ServiceName); err != nil {
+	st, err := f.nd.Services().Status(ctx, ServiceName)
+	if err != nil {
 		return err
+	}
+	f.running = st.Running
+	if f.running && len(f.changed) == 0 {
+		// Files written by an earlier 'up' that failed before this
+		// broker's restart: unchanged on disk, but never read by the
+		// running broker. They call for the restart all the same.
+		// definitions.json is applied through the API (needsRestart),
+		// and a cookie is compared by content (cookieChanged).
+		var paths []string
+		for _, file := range f.files {
+			if file.Path != DefinitionsPath && file.Path != CookiePath {
+				paths = append(paths, file.Path)
+			}
+		}
+		newer, err := plan.NotReadSince(ctx, f.nd, st, paths...)
+		if err != nil {
+			return err
+		}
+		if newer {
+			for _, file := range f.files {
+				if slices.Contains(paths, file.Path) {
+					f.changed = append(f.changed, file)
+				}
+			}
+		}
 	}
 	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"test", "-e", mnesiaDir(f.n) + "/schema.DAT"}})
 	var ce *node.CommandError
