@@ -306,7 +306,11 @@ func (g *gatherer) gatherNode(ctx context.Context, f *facts, nd node.Node, nf *n
 				nf.Galera = measured(galeraFacts{}, err)
 				return
 			}
-			nf.Galera = measured(galeraFacts{FromGrastate: true, UUID: galera.ParseGraState(data).UUID}, nil)
+			g, err := galera.ParseGraState(data)
+			if err != nil {
+				err = fmt.Errorf("%s/grastate.dat: %w", galera.DataDir, err)
+			}
+			nf.Galera = measured(galeraFacts{FromGrastate: true, UUID: g.UUID}, err)
 		})
 	}
 	if nf.deployed(svcMariaDB) {

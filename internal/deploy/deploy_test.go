@@ -150,3 +150,18 @@ func TestRunDryRunActsNowhere(t *testing.T) {
 		t.Errorf("dry run output:\n%s\nsummary %q", out.String(), rep.Summary(true))
 	}
 }
+
+// A step that never returns by itself is ended at the step deadline and
+// the run fails naming it.
+func TestRunStepDeadline(t *testing.T) {
+	ph := plan.Phase{Name: "p", Plan: func(context.Context, *plan.Target) ([]plan.Step, error) {
+		return []plan.Step{{Host: "h", Action: "hang", Do: func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}}}, nil
+	}}
+	_, err := Run(context.Background(), &plan.Target{}, []plan.Phase{ph}, Options{StepTimeout: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "host h: hang: no result after 50ms") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -206,10 +206,30 @@ func Open(o Options) (*Lab, error) {
 func (l *Lab) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	data, _ := json.Marshal(l.state)
-	var s State
-	_ = json.Unmarshal(data, &s)
-	return s
+	return l.state.clone()
+}
+
+// clone is a deep copy: callers may keep or change it freely.
+func (s State) clone() State {
+	c := s
+	c.Networks = slices.Clone(s.Networks)
+	c.Nodes = make([]NodeState, len(s.Nodes))
+	for i, n := range s.Nodes {
+		n.NICs = slices.Clone(n.NICs)
+		if n.Extra != nil {
+			x := *n.Extra
+			n.Extra = &x
+		}
+		c.Nodes[i] = n
+	}
+	c.ForwardRules = make([][]string, len(s.ForwardRules))
+	for i, r := range s.ForwardRules {
+		c.ForwardRules[i] = slices.Clone(r)
+	}
+	if s.ForwardRules == nil {
+		c.ForwardRules = nil
+	}
+	return c
 }
 
 // Entry is one line of 'hastack lab list'.

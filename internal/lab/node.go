@@ -102,8 +102,51 @@ func (n *Node) Command(ctx context.Context, argv []string, usr, dir string, env 
 	return cmd, nil
 }
 
-// Run runs a command inside the node.
+// CommandTimeout is the deadline of a command whose context has none, as
+// over SSH: a command on a frozen node must not hold hastack for ever.
+const CommandTimeout = 15 * time.Minute
+
+// Run runs a command inside the node. A command that misses its deadline
+// on a frozen node (its processes stopped) says so.
 func (n *Node) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, CommandTimeout)
+		defer cancel()
+	}
+	res, err := n.run(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		if note := n.frozenNote(); note != "" {
+			err = fmt.Errorf("%w\n%s", err, note)
+		}
+	}
+	return res, err
+}
+
+// frozenNote explains a node whose processes are stopped (SIGSTOP, as
+// 'lab fault freeze' leaves it), "" otherwise.
+func (n *Node) frozenNote() string {
+	pids, err := nodePIDs(n.st.PID)
+	if err != nil {
+		return ""
+	}
+	stopped, total := 0, 0
+	for _, pid := range pids {
+		if pid == n.st.PID {
+			continue
+		}
+		total++
+		if s := procState(pid); s == "T" || s == "t" {
+			stopped++
+		}
+	}
+	if stopped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s is frozen: %d of its %d processes are stopped (SIGSTOP), so it answers nothing; thaw it with 'hastack lab fault thaw %s'", n.st.Name, stopped, total, n.st.Name)
+}
+
+func (n *Node) run(ctx context.Context, c node.Cmd) (node.Result, error) {
 	cmd, err := n.Command(ctx, c.Argv, c.User, c.Dir, c.Env)
 	if err != nil {
 		return node.Result{}, err

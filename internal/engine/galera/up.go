@@ -47,8 +47,10 @@ const zeroUUID = "00000000-0000-0000-0000-000000000000"
 // Fresh reports a node that never took part in a cluster.
 func (g GraState) Fresh() bool { return g.UUID == "" || g.UUID == zeroUUID }
 
-// ParseGraState reads grastate.dat.
-func ParseGraState(data []byte) GraState {
+// ParseGraState reads grastate.dat. A seqno that is not a number is an
+// error: read as 0 it would pass for a clean stop and skip the crash
+// recovery a node with seqno -1 needs.
+func ParseGraState(data []byte) (GraState, error) {
 	g := GraState{Seqno: -1}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, ":")
@@ -60,12 +62,16 @@ func ParseGraState(data []byte) GraState {
 		case "uuid":
 			g.UUID = v
 		case "seqno":
-			g.Seqno, _ = strconv.ParseInt(v, 10, 64)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return g, fmt.Errorf("seqno %q is not a number", v)
+			}
+			g.Seqno = n
 		case "safe_to_bootstrap":
 			g.SafeToBootstrap = v == "1"
 		}
 	}
-	return g
+	return g, nil
 }
 
 // nodeFacts is what the phase learns of one controller.
@@ -145,7 +151,10 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 			f.initialized = true
 		}
 		if data, err := f.node.ReadFile(ctx, DataDir+"/grastate.dat"); err == nil {
-			f.gra, f.hasGra = ParseGraState(data), true
+			if f.gra, err = ParseGraState(data); err != nil {
+				return fmt.Errorf("%s: %s/grastate.dat: %w; hastack cannot tell whether this node stopped cleanly: repair the file (or run 'mariadbd --wsrep-recover' on the node and write the recovered seqno), then run 'hastack up' again", name, DataDir, err)
+			}
+			f.hasGra = true
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
