@@ -67,7 +67,7 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 		return err
 	}
 	fmt.Fprintln(s.Out, "== 3/4 hastack up")
-	if err := runUp(ctx, s, c, path, false, nil); err != nil {
+	if err := runUp(ctx, s, c, path, upOptions{}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(s.Out, "== 4/4 hastack status")

@@ -427,6 +427,6 @@ func restarter(s Streams) lab.Restarter {
 			return fmt.Errorf("cannot restart the engines: the lab's spec %q does not load (%v); fix it and run 'hastack up'", st.SpecPath, err)
 		}
 		fmt.Fprintf(s.Out, "starting the HA layer again with 'hastack up -f %s'\n", st.SpecPath)
-		return runUp(ctx, s, c, st.SpecPath, false, l)
+		return runUp(ctx, s, c, st.SpecPath, upOptions{}, l)
 	}
 }

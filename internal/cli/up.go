@@ -68,7 +68,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 
 func newUp(s Streams) *cobra.Command {
 	var file string
-	var dry bool
+	var dry, breakLock bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Deploy the HA layer on every node and prove it healthy",
@@ -77,7 +77,12 @@ packages, secrets, chrony, memcached, galera, rabbitmq, endpoint, verify.
 Each phase gathers facts first and acts only where needed, so a second 'up'
 changes nothing, and 'up' after a failure or after engines were stopped
 continues from what is in place. Every progress line names its phase and
-host. 'up' says done only when 'status' finds everything healthy.`,
+host. 'up' says done only when 'status' finds everything healthy.
+
+While it works, 'up' holds a lock on every controller that answers
+(` + deploy.LockPath + `): a second 'up' on the same cluster, from this
+machine or another, is refused with the holder's name, pid, machine and
+start time. --break-lock removes a lock whose holder is gone for good.`,
 		Example: `  hastack up               # ./hastack.yaml
   hastack up --dry-run     # the per-host plan; changes nothing
   hastack up -f prod.yaml`,
@@ -87,17 +92,24 @@ host. 'up' says done only when 'status' finds everything healthy.`,
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s, c, file, dry, nil)
+			return runUp(cmd.Context(), s, c, file, upOptions{dry: dry, breakLock: breakLock}, nil)
 		},
 	}
 	addSpecFlag(cmd, &file)
 	cmd.Flags().BoolVar(&dry, "dry-run", false, "print the per-host plan and change nothing")
+	cmd.Flags().BoolVar(&breakLock, "break-lock", false, "remove another hastack's cluster lock first (only when that run is gone for good)")
 	return cmd
+}
+
+// upOptions shape one 'up'.
+type upOptions struct {
+	dry       bool
+	breakLock bool
 }
 
 // runUp deploys c on the lab l, or on the lab the environment names when l
 // is nil.
-func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry bool, l *lab.Lab) error {
+func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, o upOptions, l *lab.Lab) error {
 	var t *plan.Target
 	var store *secrets.Store
 	var err error
@@ -113,12 +125,26 @@ func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry boo
 	if err != nil {
 		return err
 	}
-	rep, err := deploy.Run(ctx, t, phases(store, bin, t.SharedClock), deploy.Options{DryRun: dry, Out: s.Out})
+	if !o.dry {
+		// One 'up' at a time per cluster: a dry run only looks.
+		var ctls []node.Node
+		for _, n := range c.Controllers() {
+			ctls = append(ctls, t.Node(n.Name))
+		}
+		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("up"), o.breakLock, func(format string, a ...any) {
+			fmt.Fprintf(s.Out, "[lock] "+format+"\n", a...)
+		})
+		if err != nil {
+			return err
+		}
+		defer lock.Release(context.WithoutCancel(ctx))
+	}
+	rep, err := deploy.Run(ctx, t, phases(store, bin, t.SharedClock), deploy.Options{DryRun: o.dry, Out: s.Out})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(s.Out, rep.Summary(dry))
-	if !dry {
+	fmt.Fprintln(s.Out, rep.Summary(o.dry))
+	if !o.dry {
 		var line string
 		for _, p := range rep.Phases {
 			line += fmt.Sprintf(" %s=%s", p.Name, p.Duration.Round(1e6))
