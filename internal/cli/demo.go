@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 		return err
 	}
 	fmt.Fprintln(s.Out, "== 4/4 hastack status")
-	t, _, err := target(c, path)
+	t, _, err := target(c, path, lab.Options{})
 	if err != nil {
 		return err
 	}

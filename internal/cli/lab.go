@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/spec"
@@ -28,6 +29,18 @@ func (f *labFlags) options(s Streams) lab.Options {
 	return lab.Options{StateDir: f.stateDir, Prefix: f.prefix, Log: func(format string, a ...any) {
 		fmt.Fprintf(s.Out, format+"\n", a...)
 	}}
+}
+
+// add registers the flags: on every lab command, and on the commands that
+// reach lab nodes (up, status, check).
+func (f *labFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
+	fs.StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
+}
+
+// quiet is the lab's place without progress lines (status, check).
+func (f *labFlags) quiet() lab.Options {
+	return lab.Options{StateDir: f.stateDir, Prefix: f.prefix}
 }
 
 func (f *labFlags) open(s Streams) (*lab.Lab, error) {
@@ -48,8 +61,7 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
   hastack lab exec ctl1 -- hostname
   hastack lab down`,
 	}
-	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
-	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
+	f.add(cmd.PersistentFlags())
 	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
 		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
 	return cmd

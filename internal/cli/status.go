@@ -47,6 +47,7 @@ func verifyPhase() plan.Phase {
 
 func newStatus(s Streams) *cobra.Command {
 	var file, output string
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "One view of every engine on every node: healthy, degraded or not serving",
@@ -70,7 +71,7 @@ Exit 0 healthy, 1 degraded but serving, 2 not serving.`,
 			// Status is a look at this moment: a host that does not
 			// answer the first connection attempt is reported as such,
 			// not retried until the probes' deadline.
-			t, _, err := reach(c, file, sshnode.Options{ConnectAttempts: 1})
+			t, _, err := reach(c, file, lf.quiet(), sshnode.Options{ConnectAttempts: 1})
 			if err != nil {
 				return err
 			}
@@ -92,5 +93,6 @@ Exit 0 healthy, 1 degraded but serving, 2 not serving.`,
 	}
 	addSpecFlag(cmd, &file)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	lf.add(cmd.Flags())
 	return cmd
 }

@@ -24,8 +24,8 @@ import (
 
 // target connects to the cluster's nodes: over SSH for nodes with an ssh
 // block, as lab nodes otherwise (transport.go).
-func target(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, error) {
-	return reach(c, specPath, sshnode.Options{})
+func target(c *spec.Cluster, specPath string, lo lab.Options) (*plan.Target, *secrets.Store, error) {
+	return reach(c, specPath, lo, sshnode.Options{})
 }
 
 // labTarget is the cluster's nodes on the lab l.
@@ -69,6 +69,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 func newUp(s Streams) *cobra.Command {
 	var file string
 	var dry, breakLock bool
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Deploy the HA layer on every node and prove it healthy",
@@ -92,11 +93,12 @@ start time. --break-lock removes a lock whose holder is gone for good.`,
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s, c, file, upOptions{dry: dry, breakLock: breakLock}, nil)
+			return runUp(cmd.Context(), s, c, file, upOptions{dry: dry, breakLock: breakLock, lab: lf.quiet()}, nil)
 		},
 	}
 	addSpecFlag(cmd, &file)
 	cmd.Flags().BoolVar(&dry, "dry-run", false, "print the per-host plan and change nothing")
+	lf.add(cmd.Flags())
 	cmd.Flags().BoolVar(&breakLock, "break-lock", false, "remove another hastack's cluster lock first (only when that run is gone for good)")
 	return cmd
 }
@@ -105,6 +107,7 @@ start time. --break-lock removes a lock whose holder is gone for good.`,
 type upOptions struct {
 	dry       bool
 	breakLock bool
+	lab       lab.Options // where the lab is, for nodes without an ssh block
 }
 
 // runUp deploys c on the lab l, or on the lab the environment names when l
@@ -116,7 +119,7 @@ func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, o upOpt
 	if l != nil {
 		t, store, err = labTarget(c, file, l)
 	} else {
-		t, store, err = target(c, file)
+		t, store, err = target(c, file, o.lab)
 	}
 	if err != nil {
 		return err
