@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -176,8 +175,33 @@ func Phase() plan.Phase {
 	return plan.Phase{Name: "galera", Plan: planGalera}
 }
 
+// view is what the decision needs of the facts.
+func (f *nodeFacts) view() View {
+	v := View{Name: f.name, Reachable: true, Running: f.running, HasGra: f.hasGra, Gra: f.gra, Stale: len(f.stale) > 0}
+	if f.running && f.statusErr != nil {
+		v.StatusErr = f.statusErr.Error()
+	}
+	if f.running && f.statusErr == nil {
+		v.Answers = true
+		v.Primary = f.primary()
+		v.StateUUID = f.status["wsrep_cluster_state_uuid"]
+		v.Status = f.status["wsrep_cluster_status"] + "/" + f.status["wsrep_local_state_comment"]
+	}
+	return v
+}
+
 func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	facts, err := gather(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]View, len(facts))
+	byName := map[string]*nodeFacts{}
+	for i, f := range facts {
+		views[i] = f.view()
+		byName[f.name] = f
+	}
+	d, err := Decide(views)
 	if err != nil {
 		return nil, err
 	}
@@ -186,61 +210,6 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	add := func(f *nodeFacts, action string, do func(ctx context.Context) error) {
 		steps = append(steps, plan.Step{Host: f.name, Action: action, Wave: wave, Do: do})
 		wave++
-	}
-
-	var running, primary []*nodeFacts
-	for _, f := range facts {
-		if f.running {
-			running = append(running, f)
-			if f.statusErr == nil && f.primary() {
-				primary = append(primary, f)
-			}
-		}
-	}
-	// A cluster's identity: the state UUID of the running Primary
-	// component, or the one every node with data agrees on.
-	clusterUUID := ""
-	for _, f := range primary {
-		clusterUUID = f.status["wsrep_cluster_state_uuid"]
-		break
-	}
-	var withData []*nodeFacts
-	for _, f := range facts {
-		if !f.running && f.hasGra && !f.gra.Fresh() {
-			withData = append(withData, f)
-		}
-	}
-	if clusterUUID == "" {
-		uuids := map[string][]string{}
-		for _, f := range withData {
-			uuids[f.gra.UUID] = append(uuids[f.gra.UUID], f.name)
-		}
-		if len(uuids) > 1 {
-			return nil, fmt.Errorf("the controllers hold data of different Galera clusters (%s): hastack will not merge or overwrite them; move the datadir (%s) of the nodes that do not belong aside and run 'hastack up' again", describeUUIDs(uuids), DataDir)
-		}
-		for u := range uuids {
-			clusterUUID = u
-		}
-	}
-	for _, f := range withData {
-		if f.gra.UUID != clusterUUID {
-			return nil, fmt.Errorf("%s holds data of another Galera cluster (state %s, the cluster is %s): joining would throw it away; move %s aside on %s if that is intended, then run 'hastack up' again", f.name, f.gra.UUID, clusterUUID, DataDir, f.name)
-		}
-	}
-
-	// Nodes that run but do not answer, or answer non-Primary, are a
-	// problem for an operator: hastack does not guess.
-	for _, f := range running {
-		if f.statusErr != nil {
-			return nil, fmt.Errorf("%s: mariadb runs but does not answer on %s: %v; look at /var/log/hastack/%s.log on the node, stop it or let it finish starting, then run 'hastack up' again", f.name, Socket, f.statusErr, ServiceName)
-		}
-	}
-	if len(running) > 0 && len(primary) == 0 {
-		var states []string
-		for _, f := range running {
-			states = append(states, fmt.Sprintf("%s=%s/%s", f.name, f.status["wsrep_cluster_status"], f.status["wsrep_local_state_comment"]))
-		}
-		return nil, fmt.Errorf("Galera runs on %d node(s) but none is in a Primary component (%s): the cluster lost quorum; hastack does not re-bootstrap a running cluster blindly. Find the most advanced node (highest wsrep_last_committed) and run there: SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'", len(running), strings.Join(states, ", "))
 	}
 
 	prep := func(f *nodeFacts) func(ctx context.Context) error {
@@ -288,95 +257,75 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		}
 	}
 
-	switch {
-	case len(primary) > 0:
+	switch d.Mode {
+	case ModeRunning:
 		// The cluster runs: join each stopped node; restart nodes whose
 		// configuration changed, one at a time, each Synced before the next.
-		for _, f := range facts {
-			if !f.running {
-				add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))
-			}
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))
 		}
-		for _, f := range facts {
-			if f.running && len(f.stale) > 0 {
-				f := f
-				add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
-					// Decided now, not at planning: earlier steps may have
-					// joined other nodes. With no other node running (a
-					// one-controller cluster) there is no peer to rejoin,
-					// and the node starts the component again from its own
-					// data, which it is about to stop cleanly.
-					alone := true
-					for _, o := range facts {
-						if o == f {
-							continue
-						}
-						if running, err := plan.Running(ctx, o.node, ServiceName); err != nil || running {
-							alone = false
-						}
+		for _, name := range d.Restart {
+			f := byName[name]
+			add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
+				// Decided now, not at planning: earlier steps may have
+				// joined other nodes. With no other node running (a
+				// one-controller cluster) there is no peer to rejoin,
+				// and the node starts the component again from its own
+				// data, which it is about to stop cleanly.
+				alone := true
+				for _, o := range facts {
+					if o == f {
+						continue
 					}
-					if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
-						return err
+					if running, err := plan.Running(ctx, o.node, ServiceName); err != nil || running {
+						alone = false
 					}
-					return startAndWait(f, alone)(ctx)
-				})
-			}
+				}
+				if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
+					return err
+				}
+				return startAndWait(f, alone)(ctx)
+			})
 		}
-	default:
-		// Nothing runs. A fresh cluster bootstraps from the first
-		// controller; one with data only from the node Galera marked safe.
-		var boot *nodeFacts
-		if len(withData) == 0 {
-			boot = facts[0]
-			add(boot, "bootstrap a new Galera cluster (no controller has Galera data)", startAndWait(boot, true))
-		} else {
-			var safe []*nodeFacts
-			for _, f := range withData {
-				if f.gra.SafeToBootstrap {
-					safe = append(safe, f)
-				}
-			}
-			if len(safe) == 1 {
-				boot = safe[0]
-				add(boot, fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", boot.gra.Seqno), startAndWait(boot, true))
-			} else {
-				// Every node stopped without a clean shutdown (a power cut,
-				// every node killed). The documented recovery, done here
-				// rather than guessed: recover each node's last committed
-				// position from InnoDB, bootstrap from the most advanced
-				// one (ties: first in spec order), join the others.
-				var chosen *nodeFacts
-				add(withData[0], fmt.Sprintf("recover the last committed position on %s (none stopped cleanly: %s), then bootstrap from the most advanced", describeNames(withData), describeSeqnos(withData)), func(ctx context.Context) error {
-					best, pos, err := recoverMostAdvanced(ctx, t, withData)
-					if err != nil {
-						return err
-					}
-					best.startPos = pos
-					chosen = best
-					if err := markSafeToBootstrap(ctx, best.node); err != nil {
-						return err
-					}
-					t.Say("galera", best.name, "most advanced node: bootstrapping the cluster from it")
-					return startAndWait(best, true)(ctx)
-				})
-				for _, f := range facts {
-					f := f
-					add(f, "start mariadb and join the cluster (unless it was the node bootstrapped above)", func(ctx context.Context) error {
-						if f == chosen {
-							return nil
-						}
-						return startAndWait(f, false)(ctx)
-					})
-				}
-				break
-			}
+	case ModeNew, ModeSafe:
+		boot := byName[d.Boot]
+		add(boot, d.Describe(views), startAndWait(boot, true))
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the cluster", startAndWait(f, false))
 		}
-		if boot != nil {
-			for _, f := range facts {
-				if f != boot {
-					add(f, "start mariadb and join the cluster", startAndWait(f, false))
-				}
+	case ModeRecover:
+		// The documented recovery, done here rather than guessed:
+		// recover each node's last committed position from InnoDB,
+		// bootstrap from the most advanced one (ties: first in spec
+		// order), join the others.
+		var withData []*nodeFacts
+		for _, name := range d.Recover {
+			withData = append(withData, byName[name])
+		}
+		var chosen *nodeFacts
+		add(withData[0], d.Describe(views), func(ctx context.Context) error {
+			best, pos, err := recoverMostAdvanced(ctx, t, withData)
+			if err != nil {
+				return err
 			}
+			best.startPos = pos
+			chosen = best
+			if err := markSafeToBootstrap(ctx, best.node); err != nil {
+				return err
+			}
+			t.Say("galera", best.name, "most advanced node: bootstrapping the cluster from it")
+			return startAndWait(best, true)(ctx)
+		})
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the cluster (unless it was the node bootstrapped above)", func(ctx context.Context) error {
+				if f == chosen {
+					return nil
+				}
+				return startAndWait(f, false)(ctx)
+			})
 		}
 	}
 
@@ -491,24 +440,6 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	})
 }
 
-func describeUUIDs(m map[string][]string) string {
-	var parts []string
-	for u, names := range m {
-		sort.Strings(names)
-		parts = append(parts, u+": "+strings.Join(names, ","))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
-}
-
-func describeSeqnos(fs []*nodeFacts) string {
-	var parts []string
-	for _, f := range fs {
-		parts = append(parts, fmt.Sprintf("%s seqno %d", f.name, f.gra.Seqno))
-	}
-	return strings.Join(parts, ", ")
-}
-
 // RecoverPosition runs mariadbd's recovery on a stopped node and returns
 // its last committed position, uuid:seqno.
 func RecoverPosition(ctx context.Context, n node.Node) (string, error) {
@@ -615,12 +546,4 @@ func recoverMostAdvanced(ctx context.Context, t *plan.Target, nodes []*nodeFacts
 func markSafeToBootstrap(ctx context.Context, n node.Node) error {
 	_, err := n.Run(ctx, node.Cmd{Argv: []string{"sed", "-i", "s/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/", DataDir + "/grastate.dat"}})
 	return err
-}
-
-func describeNames(fs []*nodeFacts) string {
-	var names []string
-	for _, f := range fs {
-		names = append(names, f.name)
-	}
-	return strings.Join(names, ", ")
 }
