@@ -23,7 +23,6 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -383,9 +382,4 @@ func (l *Lab) nodeState(name string) (NodeState, error) {
 	}
 	slices.Sort(names)
 	return NodeState{}, fmt.Errorf("no lab node %q (the lab has: %s)", name, strings.Join(names, ", "))
-}
-
-// Ctx-free helper for commands: a deadline for short host operations.
-func shortCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 30*time.Second)
 }
