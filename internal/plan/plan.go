@@ -62,8 +62,14 @@ func (t *Target) Say(phase, host, format string, a ...any) {
 type Phase struct {
 	Name string
 	// Plan gathers facts and returns the steps needed; none when the
-	// nodes are already as the spec wants them. It changes nothing.
+	// nodes are already as the spec wants them. It changes nothing and
+	// does not wait for anything to happen.
 	Plan func(ctx context.Context, t *Target) ([]Step, error)
+	// Verify, when set, runs after the phase's steps (or when there were
+	// none) in a real run, never in a dry run: it waits, within its own
+	// deadline, for the state the phase promises, and fails the run when
+	// it does not come.
+	Verify func(ctx context.Context, t *Target) error
 }
 
 // Step is one action on one host.

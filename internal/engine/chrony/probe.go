@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/hastack/hastack/internal/node"
 )
 
@@ -385,4 +384,3 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
