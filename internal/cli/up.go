@@ -45,7 +45,7 @@ func labTarget(c *spec.Cluster, specPath string, l *lab.Lab) (*plan.Target, *sec
 	if err != nil {
 		return nil, nil, err
 	}
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: true}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: true, SpecPath: absPath(specPath)}, store, nil
 }
 
 // Phases is the deploy, in order. Nodes on this machine (lab nodes, by

@@ -35,6 +35,9 @@ type Target struct {
 	// Nodes by spec node name, every node of the spec.
 	Nodes   map[string]node.Node
 	Secrets secrets.Values
+	// SpecPath is the spec's file on this machine; records that must
+	// survive a crash of hastack are kept beside it.
+	SpecPath string
 	// SharedClock is true when the nodes share this machine's clock (the
 	// lab): chronyd must then serve time without steering the clock.
 	SharedClock bool
