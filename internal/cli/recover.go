@@ -68,7 +68,7 @@ refusals.`,
 				return err
 			}
 			o.Recover = true
-			t, _, err := target(c, file, lf.quiet())
+			t, store, err := target(c, file, lf.quiet())
 			if err != nil {
 				return err
 			}
@@ -85,7 +85,10 @@ refusals.`,
 			}
 			defer lock.Release(context.WithoutCancel(ctx))
 			start := time.Now()
-			rep, err := deploy.Run(ctx, t, []plan.Phase{galera.RecoverPhase(o)}, deploy.Options{Out: s.Out})
+			// The secrets phase first: a cluster that never ran gets its
+			// secrets as 'up' would give them; one with data and no secrets
+			// file is refused there.
+			rep, err := deploy.Run(ctx, t, []plan.Phase{deploy.Secrets(store), galera.RecoverPhase(o)}, deploy.Options{Out: s.Out})
 			if err != nil {
 				return err
 			}

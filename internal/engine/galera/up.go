@@ -544,6 +544,9 @@ func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*pl
 	n := on.node
 	return &plan.Step{Host: on.name, Action: fmt.Sprintf("create database user %s@'%s' (hastack's probes; password from the secrets file)", AdminUser, host), Do: func(ctx context.Context) error {
 		pw := t.Secrets.Get(secrets.DatabaseAdminPassword)
+		if pw == "" {
+			return fmt.Errorf("the secrets file holds no %s: run 'hastack up', which generates it, rather than creating a user without a password", secrets.DatabaseAdminPassword)
+		}
 		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS %[1]s@%[2]s IDENTIFIED BY %[3]s;\nALTER USER %[1]s@%[2]s IDENTIFIED BY %[3]s;\nGRANT ALL PRIVILEGES ON *.* TO %[1]s@%[2]s WITH GRANT OPTION;\n", Quote(AdminUser), Quote(host), Quote(pw)))
 		return err
 	}}, nil
