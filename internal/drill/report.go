@@ -26,22 +26,32 @@ func (w Window) Len() time.Duration { return w.To - w.From }
 func bad(o Op) bool { return o.Outcome != OK || o.Latency() > StallThreshold }
 
 // Windows finds every outage window in ops (sorted by start) that ends
-// after from. A blocked operation counts as blocked until end.
+// after from. A blocked operation counts as blocked until end. Reads are
+// left out when there are writes: a workload is out while its writes are.
 func Windows(ops []Op, from, end time.Duration) []Window {
+	var writes []Op
+	for _, o := range ops {
+		if !o.Read {
+			writes = append(writes, o)
+		}
+	}
+	if len(writes) > 0 {
+		ops = writes
+	}
 	ops = closeBlocked(ops, end)
 	var out []Window
 	cursor := from
 	for {
-		// The first bad operation still running at or after cursor.
+		// The first bad operation that started at or after cursor; for
+		// the first window, also one that began before the fault and
+		// failed or stalled after it. An operation that began before a
+		// window closed belongs to that window.
 		start := time.Duration(-1)
 		for _, o := range ops {
-			if o.End < cursor || !bad(o) {
+			if !bad(o) || o.End < cursor || (len(out) > 0 && o.Start < cursor) {
 				continue
 			}
-			s := o.Start
-			if s < cursor {
-				s = cursor
-			}
+			s := max(o.Start, cursor)
 			if start < 0 || s < start {
 				start = s
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,40 @@ func TestWindowsFailedAndStalled(t *testing.T) {
 	if r.ByKind["refused"] != 5 || r.Errors != 5 {
 		t.Errorf("errors %d %v, want 5 refused", r.Errors, r.ByKind)
 	}
+}
+
+// A long stalled operation that overlaps a window closed by other clients'
+// successes opens no further windows.
+func TestOverlappingStallOneWindow(t *testing.T) {
+	ops := steady(0, 10, "")
+	ops = append(ops, Op{Start: s(10.2), End: s(12.2), Outcome: Unknown, Kind: "timeout"},
+		Op{Start: s(10.3), End: s(10.5), Outcome: Failed, Kind: "1047"})
+	ops = append(ops, steady(10.6, 30, "")...)
+	ws := Windows(ops, marks.Fault, marks.End)
+	if len(ws) != 1 || ws[0].From != s(10.2) || ws[0].To != s(10.61) {
+		t.Errorf("windows %v, want one from 10.2 to 10.61", ws)
+	}
+}
+
+// Reads that go on while writes wait do not close the window.
+func TestReadsDoNotCloseWindow(t *testing.T) {
+	ops := steady(0, 10, "w")
+	for t0 := 10.0; t0 < 16; t0 += 2 {
+		ops = append(ops, Op{Start: s(t0), End: s(t0 + 2), Outcome: Unknown, Kind: "timeout", ID: fmt.Sprint(t0)})
+	}
+	for t0 := 10.0; t0 < 30; t0 += 0.1 {
+		ops = append(ops, Op{Start: s(t0), End: s(t0 + 0.01), Outcome: OK, Read: true})
+	}
+	ops = append(ops, steady(16, 30, "w2")...)
+	sortOps(ops)
+	ws := Windows(ops, marks.Fault, marks.End)
+	if len(ws) != 1 || ws[0].From != s(10) || ws[0].To != s(16.01) {
+		t.Errorf("windows %v, want one from 10 to 16.01 (writes)", ws)
+	}
+}
+
+func sortOps(ops []Op) {
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Start < ops[j].Start })
 }
 
 func TestWindowBeforeFaultIgnored(t *testing.T) {

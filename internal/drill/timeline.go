@@ -46,6 +46,10 @@ type Op struct {
 	ID string `json:"id,omitempty"`
 	// Retries is how many times the client retried it (1213, 1047).
 	Retries int `json:"retries,omitempty"`
+	// Read marks an operation that writes nothing: it counts in latency,
+	// throughput and errors, but does not close an outage window (reads
+	// may go on while writes wait).
+	Read bool `json:"read,omitempty"`
 }
 
 // Latency is how long the operation took.
@@ -69,7 +73,10 @@ func (r *Recorder) Now() time.Duration { return time.Since(r.start) }
 
 // Done records an operation that began at start and ends now.
 func (r *Recorder) Done(start time.Duration, outcome, kind, id string, retries int) Op {
-	op := Op{Start: start, End: time.Since(r.start), Outcome: outcome, Kind: kind, ID: id, Retries: retries}
+	return r.add(Op{Start: start, End: time.Since(r.start), Outcome: outcome, Kind: kind, ID: id, Retries: retries})
+}
+
+func (r *Recorder) add(op Op) Op {
 	r.mu.Lock()
 	r.ops = append(r.ops, op)
 	r.mu.Unlock()
@@ -133,7 +140,6 @@ type DBLoss struct {
 	BankTotal    int64      `json:"bankTotal"`
 	BankExpected int64      `json:"bankExpected"`
 	BadReads     []Evidence `json:"badReads,omitempty"`
-	Transfers    int        `json:"transfers"`
 	// Verified is false when verification could not read the data.
 	Verified    bool   `json:"verified"`
 	VerifyError string `json:"verifyError,omitempty"`
