@@ -356,11 +356,12 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 	if r.VHost != "/" {
 		vhost += url.PathEscape(r.VHost)
 	}
-	var urls []string
+	var urls, nodes []string
 	for _, n := range c.Controllers() {
+		nodes = append(nodes, n.Name)
 		urls = append(urls, "amqp://"+url.UserPassword(r.User, store.Get(secrets.RabbitServicePassword)).String()+"@"+net.JoinHostPort(n.Address, strconv.Itoa(r.Port))+vhost)
 	}
-	env.MQ = &hadrill.MQOptions{URLs: urls, Quorum: r.QueueType != "mirrored"}
+	env.MQ = &hadrill.MQOptions{URLs: urls, Nodes: nodes, Quorum: r.QueueType != "mirrored"}
 	return env
 }
 

@@ -14,7 +14,10 @@ import (
 // MQOptions place the message workload: every broker's URL, as services
 // list them, and the queue.
 type MQOptions struct {
-	URLs  []string
+	URLs []string
+	// Nodes names the node of each URL; the drill puts the target's first,
+	// so that the clients start on the node that fails (the worst case).
+	Nodes []string
 	Queue string
 	// Quorum declares a quorum queue; else a durable classic queue (the
 	// spec's mirrored policy applies to it).
@@ -38,6 +41,18 @@ type MQ struct {
 	seen      map[string]bool
 	lastDeliv time.Time
 	resubs    int
+}
+
+// TargetFirst returns the options with the target's broker first.
+func (o MQOptions) TargetFirst(target string) MQOptions {
+	for i, n := range o.Nodes {
+		if n == target && i < len(o.URLs) {
+			o.URLs = append(append([]string{o.URLs[i]}, o.URLs[:i]...), o.URLs[i+1:]...)
+			o.Nodes = append(append([]string{n}, o.Nodes[:i]...), o.Nodes[i+1:]...)
+			break
+		}
+	}
+	return o
 }
 
 func (o MQOptions) withDefaults() MQOptions {

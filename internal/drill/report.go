@@ -166,7 +166,9 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 	for _, o := range ops {
 		p := m.PhaseOf(o.Start)
 		byPhase[p] = append(byPhase[p], o)
-		if o.Outcome != OK {
+		// An operation the end of the run cut short is no error.
+		cut := o.Outcome == Blocked && o.Latency() <= StallThreshold
+		if o.Outcome != OK && !cut {
 			r.Errors++
 			r.ByKind[o.Kind]++
 		}

@@ -102,7 +102,7 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 	if e.MQ != nil {
 		mqRec = NewRecorder(start)
 		var err error
-		if mq, err = NewMQ(ctx, *e.MQ, mqRec); err != nil {
+		if mq, err = NewMQ(ctx, e.MQ.TargetFirst(target), mqRec); err != nil {
 			fail("%v", err)
 			stopWork()
 			wg.Wait()
