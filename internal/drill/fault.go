@@ -130,6 +130,9 @@ type Scenario struct {
 	UpHeals bool
 	// NoHold: Inject does the whole fault (rolling restart).
 	NoHold bool
+	// OnlyTarget: while the fault holds, status must name the target and
+	// nothing else.
+	OnlyTarget bool
 }
 
 func one(line string, err error) ([]string, error) {
@@ -194,7 +197,7 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name: "clock-stop", Description: "SIGKILL chronyd on a compute node; status must name it, nothing else degrades; 'hastack up' starts it",
-			Breaks: "chronyd on the compute node is killed", OnCompute: true, UpHeals: true, Undo: nothing,
+			Breaks: "chronyd on the compute node is killed", OnCompute: true, UpHeals: true, OnlyTarget: true, Undo: nothing,
 			Inject: func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) {
 				return one(f.KillService(ctx, t, "chrony"))
 			},

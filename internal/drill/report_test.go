@@ -287,3 +287,21 @@ func TestHTMLOneChartPerScenario(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyTargetDegrades(t *testing.T) {
+	base := RunRecord{Scenario: "clock-stop", Node: "cmp1", Marks: marks, Recovered: true, OnlyTarget: true}
+	for _, c := range []struct {
+		during []string
+		misses int
+	}{
+		{[]string{"ntp cmp1: chronyd does not answer"}, 0},
+		{nil, 1},
+		{[]string{"ntp cmp1: chronyd does not answer", "galera ctl2: not synced"}, 1},
+	} {
+		r := base
+		r.StatusDuring = c.during
+		if got := Build(r, DefaultTargets()); len(got.Misses) != c.misses {
+			t.Errorf("status during %v: misses %v, want %d", c.during, got.Misses, c.misses)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func (e *Env) waitHealthy(ctx context.Context, bound time.Duration) ([]string, b
 // also when ctx is cancelled (Ctrl-C) or a step fails; the record's Error
 // says what went wrong.
 func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord) {
-	rec = RunRecord{Scenario: sc.Name, Node: target}
+	rec = RunRecord{Scenario: sc.Name, Node: target, OnlyTarget: sc.OnlyTarget}
 	start := time.Now()
 	rec.Started = start
 	since := func() time.Duration { return time.Since(start) }
@@ -164,6 +164,7 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, problems := e.Status(sctx)
 			cancel()
+			rec.StatusDuring = problems
 			for _, p := range problems {
 				rec.Fault = append(rec.Fault, "status during the fault: "+p)
 			}

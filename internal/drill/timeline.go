@@ -184,6 +184,11 @@ type RunRecord struct {
 	UpActed   bool             `json:"upActed"`
 	UpDid     []string         `json:"upDid,omitempty"`
 	Recovered bool             `json:"recovered"` // status healthy within the bound
+	// StatusDuring are status's problems while the fault held.
+	StatusDuring []string `json:"statusDuring,omitempty"`
+	// OnlyTarget: status during the fault must name the target, and only
+	// it (clock-stop: nothing else degrades).
+	OnlyTarget bool `json:"onlyTarget,omitempty"`
 	Workloads []WorkloadRecord `json:"workloads"`
 	Error     string           `json:"error,omitempty"`
 }

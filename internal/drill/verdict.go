@@ -2,6 +2,7 @@ package drill
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -89,6 +90,16 @@ func Build(rec RunRecord, t Targets) ScenarioReport {
 		}
 		if !wr.Verified {
 			s.Misses = append(s.Misses, fmt.Sprintf("%s: verification could not complete", w.Name))
+		}
+	}
+	if rec.OnlyTarget {
+		if len(rec.StatusDuring) == 0 {
+			s.Misses = append(s.Misses, fmt.Sprintf("status named no problem while the fault on %s held", rec.Node))
+		}
+		for _, p := range rec.StatusDuring {
+			if !strings.Contains(p, rec.Node) {
+				s.Misses = append(s.Misses, "something else degraded during the fault: "+p)
+			}
 		}
 	}
 	if !rec.Recovered {
