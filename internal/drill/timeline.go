@@ -176,19 +176,19 @@ type WorkloadRecord struct {
 // RunRecord is one run of one scenario: everything the report is computed
 // from.
 type RunRecord struct {
-	Scenario  string           `json:"scenario"`
-	Node      string           `json:"node"`
-	Started   time.Time        `json:"started"`
-	Marks     Marks            `json:"marks"`
-	Fault     []string         `json:"faultLog,omitempty"` // what the fault and the heal did
-	UpActed   bool             `json:"upActed"`
-	UpDid     []string         `json:"upDid,omitempty"`
-	Recovered bool             `json:"recovered"` // status healthy within the bound
+	Scenario  string    `json:"scenario"`
+	Node      string    `json:"node"`
+	Started   time.Time `json:"started"`
+	Marks     Marks     `json:"marks"`
+	Fault     []string  `json:"faultLog,omitempty"` // what the fault and the heal did
+	UpActed   bool      `json:"upActed"`
+	UpDid     []string  `json:"upDid,omitempty"`
+	Recovered bool      `json:"recovered"` // status healthy within the bound
 	// StatusDuring are status's problems while the fault held.
 	StatusDuring []string `json:"statusDuring,omitempty"`
 	// OnlyTarget: status during the fault must name the target, and only
 	// it (clock-stop: nothing else degrades).
-	OnlyTarget bool `json:"onlyTarget,omitempty"`
-	Workloads []WorkloadRecord `json:"workloads"`
-	Error     string           `json:"error,omitempty"`
+	OnlyTarget bool             `json:"onlyTarget,omitempty"`
+	Workloads  []WorkloadRecord `json:"workloads"`
+	Error      string           `json:"error,omitempty"`
 }
