@@ -26,6 +26,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -317,10 +318,26 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		Log: func(format string, a ...any) {
 			fmt.Fprintf(s.Err, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 		},
-		Skipped: map[string]string{
-			"rpc":   "not built yet: the oslo.messaging RPC workload (see TestIntegrationOpenStackClients for the measurement)",
-			"cache": "not built yet: the oslo.cache workload (see TestIntegrationOpenStackClients for the measurement)",
-		},
+		Skipped: map[string]string{},
+		Nodes:   t.Nodes,
+	}
+	// The OpenStack view: real oslo.messaging and oslo.cache, configured
+	// from the rendered nova.conf and keystone.conf ([cache]).
+	if files, err := openstack.Render(c, store); err != nil {
+		env.Skipped["rpc"], env.Skipped["cache"] = err.Error(), err.Error()
+	} else {
+		for _, fl := range files {
+			switch fl.Path {
+			case openstack.Dir + "/nova.conf":
+				env.RPCConf = fl.Content
+			case openstack.Dir + "/keystone.conf":
+				env.CacheConf = fl.Content
+			}
+		}
+	}
+	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
+		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
+		env.Skipped["rpc"], env.Skipped["cache"] = why, why
 	}
 	env.Status = func(ctx context.Context) (bool, []string) {
 		r := status.Collect(ctx, statusTarget(t))

@@ -300,21 +300,26 @@ func (m *MQ) Verify() WorkloadRecord {
 	return WorkloadRecord{Name: "mq", Ops: ops, MQ: q}
 }
 
-// Close deletes the queue.
+// RPCQueues are the queues the rpc workload's oslo.messaging server
+// declares (topic and server); the drill deletes them with its own.
+var RPCQueues = []string{"hastack_drill_rpc", "hastack_drill_rpc.drill"}
+
+// Close deletes the workload's queue and the rpc workload's queues.
 func (m *MQ) Close() {
-	for _, u := range m.o.URLs {
-		c, err := dial(u)
-		if err != nil {
-			continue
-		}
-		if ch, err := c.Channel(); err == nil {
-			_, err = ch.QueueDelete(m.o.Queue, false, false, false)
+	for _, q := range append([]string{m.o.Queue}, RPCQueues...) {
+		for _, u := range m.o.URLs {
+			c, err := dial(u)
+			if err != nil {
+				continue
+			}
+			ch, err := c.Channel()
+			if err == nil {
+				_, err = ch.QueueDelete(q, false, false, false)
+			}
 			closeSoon(c)
 			if err == nil {
-				return
+				break
 			}
-			continue
 		}
-		closeSoon(c)
 	}
 }

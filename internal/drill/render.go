@@ -83,6 +83,9 @@ func (r Report) WriteText(w io.Writer) error {
 			if len(kinds) > 0 {
 				errs += " " + strings.Join(kinds, ",")
 			}
+			if wl.Misses != nil {
+				errs += fmt.Sprintf("; misses %d", *wl.Misses)
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f/%.0f/%.0f\t%.0f%%/%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				sc, node, wl.Name, win, fault.P50Ms, fault.P99Ms, fault.MaxMs, 100*fault.VsBaseline, 100*rec.VsBaseline,
 				errs, acked, intp(wl.Lost), unk, intp(wl.Duplicates), healthy, up, verdict)

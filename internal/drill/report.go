@@ -138,6 +138,8 @@ type WorkloadReport struct {
 	UnknownCommitted *int       `json:"unknownCommitted,omitempty"`
 	BankOK           *bool      `json:"bankOK,omitempty"`
 	Evidence         []Evidence `json:"evidence,omitempty"`
+	// cache: reads that missed (the key was set again)
+	Misses *int `json:"misses,omitempty"`
 	// mq
 	Confirmed  *int `json:"confirmed,omitempty"`
 	Duplicates *int `json:"duplicates,omitempty"`
@@ -163,7 +165,14 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 	}
 	var during []time.Duration
 	byPhase := map[string][]Op{}
+	misses := 0
 	for _, o := range ops {
+		if o.Start < m.Warm {
+			continue
+		}
+		if o.Outcome == OK && o.Kind == "miss" {
+			misses++
+		}
 		p := m.PhaseOf(o.Start)
 		byPhase[p] = append(byPhase[p], o)
 		// An operation the end of the run cut short is no error.
@@ -204,6 +213,9 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 	}
 	if len(r.ByKind) == 0 {
 		r.ByKind = nil
+	}
+	if w.Name == "cache" {
+		r.Misses = &misses
 	}
 	if d := w.DB; d != nil {
 		lost := len(d.Lost)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hastack/hastack/internal/node"
 )
 
 // Env is what a drill run needs from the rest of hastack, injected so that
@@ -22,6 +24,10 @@ type Env struct {
 	// Workloads; a nil option skips the workload.
 	DB *DBOptions
 	MQ *MQOptions
+	// RPCConf and CacheConf are the rendered service files the rpc and
+	// cache workloads are configured from; they run on a node of Nodes.
+	RPCConf, CacheConf []byte
+	Nodes              map[string]node.Node
 	// Skipped names workloads that cannot run here, and why.
 	Skipped map[string]string
 
@@ -41,6 +47,27 @@ func (e *Env) logf(format string, a ...any) {
 	if e.Log != nil {
 		e.Log(format, a...)
 	}
+}
+
+// osloRunner picks the node the OpenStack clients run on: a controller
+// that is not the target (for power-loss, which kills every controller, a
+// compute node), or "" when there is none.
+func (e *Env) osloRunner(sc Scenario, target string) string {
+	if e.Nodes == nil {
+		return ""
+	}
+	if sc.Name == "power-loss" {
+		if len(e.Computes) > 0 {
+			return e.Computes[0]
+		}
+		return ""
+	}
+	for _, c := range e.Controllers {
+		if c != target {
+			return c
+		}
+	}
+	return ""
 }
 
 // waitHealthy polls status once a second until healthy or the bound.
@@ -115,6 +142,34 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 		go func() { defer close(consumed); mq.Consume(cctx) }()
 		defer func() { stopConsume(); <-consumed }()
 	}
+	var oslos []*Oslo
+	defer func() {
+		for _, o := range oslos {
+			o.Stop()
+		}
+	}()
+	skipped := map[string]string{}
+	for k, v := range e.Skipped {
+		skipped[k] = v
+	}
+	if runner := e.osloRunner(sc, target); runner != "" {
+		for _, w := range []struct {
+			mode string
+			conf []byte
+		}{{"rpc", e.RPCConf}, {"cache", e.CacheConf}} {
+			if _, skip := skipped[w.mode]; skip || w.conf == nil {
+				continue
+			}
+			o, err := StartOslo(ctx, e.Nodes[runner], w.mode, w.conf, NewRecorder(start), start)
+			if err != nil {
+				skipped[w.mode] = err.Error()
+				continue
+			}
+			e.logf("%s: %s workload (%s) runs on %s", sc.Name, w.mode, "oslo", runner)
+			oslos = append(oslos, o)
+		}
+	}
+	rec.Marks.Warm = since()
 	e.logf("%s: baseline %s, workloads warm", sc.Name, e.Baseline)
 	sleepCtx(ctx, e.Baseline)
 
@@ -220,8 +275,15 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 		stopConsume()
 		rec.Workloads = append(rec.Workloads, mq.Verify())
 	}
+	for _, o := range oslos {
+		if err := o.Stop(); err != nil {
+			fail("%v", err)
+		}
+		rec.Workloads = append(rec.Workloads, o.Record())
+	}
+	oslos = nil
 	for _, name := range []string{"rpc", "cache"} {
-		if why, ok := e.Skipped[name]; ok {
+		if why, ok := skipped[name]; ok {
 			rec.Workloads = append(rec.Workloads, WorkloadRecord{Name: name, Skipped: why})
 		}
 	}

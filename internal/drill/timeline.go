@@ -95,6 +95,9 @@ func (r *Recorder) Ops() []Op {
 // Marks are the moments of a run, as offsets from its start. A zero mark
 // after the baseline means the run never got there.
 type Marks struct {
+	// Warm is when every workload was set up and running: the baseline
+	// starts there; earlier operations count only for loss accounting.
+	Warm    time.Duration `json:"warm"`
 	Fault   time.Duration `json:"fault"`
 	Heal    time.Duration `json:"heal"`
 	Healthy time.Duration `json:"healthy"` // status healthy again after the heal
@@ -118,7 +121,7 @@ func (m Marks) PhaseOf(t time.Duration) string {
 func (m Marks) span(phase string) time.Duration {
 	switch phase {
 	case PhaseBaseline:
-		return m.Fault
+		return m.Fault - m.Warm
 	case PhaseFault:
 		return m.Heal - m.Fault
 	case PhaseRecovery:
