@@ -61,6 +61,7 @@ var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, L
 func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
 	var withSSH bool
+	var osName string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Make one virtual node per spec node",
@@ -98,6 +99,13 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 				}
 			}
+			if osName != "" {
+				// Refused before anything is made.
+				if _, err := lab.ParseOS(osName); err != nil {
+					return usagef("%v", err)
+				}
+				withSSH = true // booted hosts are reached over SSH only
+			}
 			c, err := loadSpec(path, s.Err)
 			if err != nil {
 				return err
@@ -110,7 +118,9 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					}
 				}
 			}
-			l, err := lab.Up(cmd.Context(), c, path, f.options(s))
+			opts := f.options(s)
+			opts.OS = osName
+			l, err := lab.Up(cmd.Context(), c, path, opts)
 			if err != nil {
 				return err
 			}
@@ -125,6 +135,7 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	cmd.Flags().StringVar(&osName, "os", "", "make every node a booted Debian host with systemd as PID 1 (debian-12 or debian-13), reached over SSH; the base image is built once per release under the state folder")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "run sshd in every node and point the spec's ssh block at them: later commands reach the nodes over SSH")
 	return cmd
 }
