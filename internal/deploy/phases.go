@@ -183,12 +183,17 @@ func Secrets(store *secrets.Store) plan.Phase {
 
 // deployedState is where each secret has left its mark on a controller
 // once the cluster was deployed with it: Galera's state file for the
-// database password, a RabbitMQ node database for the bus's secrets.
-var deployedState = map[string]struct{ what, glob string }{
-	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat"},
-	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+// database password, a RabbitMQ node database for the bus's secrets. A mark
+// counts only beside hastack's own file of that engine (also): Debian's
+// rabbitmq-server starts at install and makes a node database of its own
+// (guest only), which is no deployment; the package never writes
+// definitions.json. Galera's grastate.dat appears only once wsrep ran, not
+// for the package's stand-alone MariaDB.
+var deployedState = map[string]struct{ what, glob, also string }{
+	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat", ""},
+	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
 }
 
 // refuseNewSecretsForOldCluster stops a deploy that would generate a
@@ -212,7 +217,11 @@ func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path str
 		for glob, names := range globs {
 			// The glob is expanded by the node's shell; no match leaves it
 			// as it is, which 'test -e' rejects.
-			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\" && echo \"$f\"; done; true"}})
+			also := ""
+			if a := deployedState[names[0]].also; a != "" {
+				also = " && test -e " + a
+			}
+			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\"" + also + " && echo \"$f\"; done; true"}})
 			if err != nil {
 				return fmt.Errorf("%s: looking for deployed state: %w", name, err)
 			}

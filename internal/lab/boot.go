@@ -105,6 +105,8 @@ type BootedState struct {
 	Console   string   `json:"console"`
 	Cgroups   []string `json:"cgroups"`
 	Machine   string   `json:"machine"`
+	// Started is when systemd-nspawn was started (boot figures).
+	Started time.Time `json:"started"`
 }
 
 func (l *Lab) imageDir(r Release) string { return filepath.Join(l.opts.StateDir, "images", r.Name) }
@@ -453,9 +455,17 @@ func (l *Lab) startMachine(n NodeState, b *BootedState, root string) error {
 	defer console.Close()
 	nspawn := []string{"systemd-nspawn", "--boot", "--directory=" + root, "--machine=" + b.Machine, "--hostname=" + n.Name,
 		"--register=no", "--keep-unit", "--network-namespace-path=/run/netns/" + n.NetNS,
-		"--console=pipe", "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--kill-signal=SIGRTMIN+3"}
+		"--console=pipe", "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--kill-signal=SIGRTMIN+3",
+		// The network namespace is the node's own: keepalived adds the VIP
+		// there, as systemd-nspawn allows in namespaces it makes itself.
+		"--capability=CAP_NET_ADMIN"}
 	loop := `while :; do "$@" </dev/null; rc=$?; [ "$rc" = 133 ] || exit "$rc"; echo "hastack lab: the machine rebooted; booting it again"; done`
 	cmd := inCgroups(context.Background(), b.Cgroups, append([]string{"sh", "-c", loop, "sh"}, nspawn...)...)
+	// The node's network namespace is its own (made by the lab), so its
+	// /proc/sys/net is writable as on a real host (HAProxy's VIP needs
+	// net.ipv4.ip_nonlocal_bind); systemd-nspawn only knows that for the
+	// namespaces it makes itself.
+	cmd.Env = append(cmd.Env, "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network")
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -466,7 +476,7 @@ func (l *Lab) startMachine(n NodeState, b *BootedState, root string) error {
 	if err != nil {
 		return err
 	}
-	b.Wrapper, b.StartTime = cmd.Process.Pid, st
+	b.Wrapper, b.StartTime, b.Started = cmd.Process.Pid, st, time.Now()
 	return nil
 }
 
@@ -533,7 +543,6 @@ const BootTimeout = 3 * time.Minute
 func (l *Lab) waitBooted(ctx context.Context, n NodeState) error {
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
-	start := time.Now()
 	last := ""
 	fail := func(why string) error {
 		return fmt.Errorf("did not boot within %s: %s; the last lines of its console (%s):\n%s", BootTimeout, why, n.Booted.Console, tail(n.Booted.Console, 25))
@@ -556,7 +565,7 @@ func (l *Lab) waitBooted(ctx context.Context, n NodeState) error {
 				if err := waitTCP(ctx, n.Address+":22"); err != nil {
 					return fail("sshd: " + err.Error())
 				}
-				l.opts.Log("%s: booted (systemd %s) in %s", n.Name, state, time.Since(start).Round(100*time.Millisecond))
+				l.opts.Log("%s: booted (systemd %s, sshd answers) %s after systemd-nspawn started", n.Name, state, time.Since(n.Booted.Started).Round(100*time.Millisecond))
 				return nil
 			}
 		}

@@ -93,14 +93,16 @@ func (n *Node) Command(ctx context.Context, argv []string, usr, dir string, env 
 		return nil, errors.New("no command")
 	}
 	args := []string{"-t", strconv.Itoa(n.st.PID), "-m", "-u", "-i", "-n", "-p"}
-	if n.st.Booted != nil {
-		// A booted host has a root of its own.
-		args = append(args, "-r")
+	if dir == "" {
+		dir = "/"
 	}
-	if dir != "" {
-		args = append(args, "--wd="+dir)
+	if n.st.Booted != nil {
+		// A booted host has a root of its own. nsenter opens the folder
+		// before it enters the namespaces: name it through the host's
+		// view of that root.
+		args = append(args, "-r", "--wd="+filepath.Join(fmt.Sprintf("/proc/%d/root", n.st.PID), dir))
 	} else {
-		args = append(args, "--wd=/")
+		args = append(args, "--wd="+dir)
 	}
 	args = append(args, "--")
 	e := append([]string{}, nodeEnv...)

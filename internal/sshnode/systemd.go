@@ -85,6 +85,9 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 		return nil
 	}
 	unit := Unit(svc.Name)
+	if err := s.takeOver(ctx, svc.Name); err != nil {
+		return err
+	}
 	var argv []string
 	switch {
 	case packageUnits[svc.Name] == "":
@@ -191,6 +194,10 @@ func (s *Systemd) Stop(ctx context.Context, name string, timeout time.Duration) 
 	unit := Unit(name)
 	st, err := s.Status(ctx, name)
 	if err != nil || !st.Running {
+		return err
+	}
+	// A socket left listening would start the unit again.
+	if err := s.takeOver(ctx, name); err != nil {
 		return err
 	}
 	if _, err := s.sh(ctx, "systemctl", "stop", "--no-block", unit); err != nil {

@@ -80,6 +80,8 @@ type nodeFacts struct {
 	status      map[string]string // wsrep_% status when running and answering
 	startPos    string            // position recovered during a full-cluster recovery
 	statusErr   error
+	standalone  bool     // runs with wsrep_on=OFF: the package's MariaDB
+	userDBs     []string // databases of a stand-alone MariaDB
 }
 
 func (f *nodeFacts) synced() bool {
@@ -153,6 +155,12 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			f.status, f.statusErr = LocalStatus(qctx, f.node)
 			cancel()
+			waitAnswer(ctx, f)
+			if f.running && f.statusErr == nil && !f.primary() {
+				if err := checkStandalone(ctx, f); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -177,6 +185,26 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	add := func(f *nodeFacts, action string, do func(ctx context.Context) error) {
 		steps = append(steps, plan.Step{Host: f.name, Action: action, Wave: wave, Do: do})
 		wave++
+	}
+
+	// The package's stand-alone MariaDB is stopped first; then the node is
+	// one where nothing runs.
+	var alone []*nodeFacts
+	for _, f := range facts {
+		if f.running {
+			alone = append(alone, f)
+		}
+	}
+	stops, err := standaloneSteps(alone)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range stops {
+		nd := f.node
+		add(f, "stop the package's stand-alone MariaDB (wsrep_on=OFF, no databases of its own): this node becomes a Galera node", func(ctx context.Context) error {
+			return nd.Services().Stop(ctx, ServiceName, 2*time.Minute)
+		})
+		f.running, f.status = false, nil
 	}
 
 	var running, primary []*nodeFacts
@@ -223,7 +251,7 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	// problem for an operator: hastack does not guess.
 	for _, f := range running {
 		if f.statusErr != nil {
-			return nil, fmt.Errorf("%s: mariadb runs but does not answer on %s: %v; look at /var/log/hastack/%s.log on the node, stop it or let it finish starting, then run 'hastack up' again", f.name, Socket, f.statusErr, ServiceName)
+			return nil, notAnswering(ctx, f)
 		}
 	}
 	if len(running) > 0 && len(primary) == 0 {
@@ -438,7 +466,8 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	return plan.WaitUntil(ctx, n.Name()+": mariadb Synced", timeout, func(ctx context.Context) (bool, string, error) {
 		st, err := n.Services().Status(ctx, ServiceName)
 		if err == nil && !st.Running {
-			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of /var/log/hastack/%s.log on %s:\n%s", st.ExitCode, st.Signal, ServiceName, n.Name(), logTail(ctx, n, "/var/log/hastack/"+ServiceName+".log", 12))
+			where, tail := plan.ServiceLog(ctx, n, ServiceName, 12)
+			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of %s on %s:\n%s", st.ExitCode, st.Signal, where, n.Name(), tail)
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
