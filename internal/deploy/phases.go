@@ -18,7 +18,9 @@ import (
 
 // Packages each role needs, from Debian 12.
 var (
-	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}
+	// iputils-ping: 'check' measures controller-to-controller latency with
+	// ping, which a minimal Debian does not have.
+	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived", "iputils-ping"}
 	ComputePackages    = []string{"chrony"}
 )
 

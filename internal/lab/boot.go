@@ -62,7 +62,7 @@ func ParseOS(name string) (Release, error) {
 // are installed as apt installs them, so their services are enabled and
 // start at boot, as on a real host that had them installed.
 var (
-	baseImagePackages   = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iptables", "procps", "ca-certificates", "less"}
+	baseImagePackages   = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iptables", "procps", "ca-certificates", "less", "iputils-ping"}
 	engineImagePackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}
 )
 

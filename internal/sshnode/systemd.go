@@ -85,7 +85,7 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 		return nil
 	}
 	unit := Unit(svc.Name)
-	if err := s.takeOver(ctx, svc.Name); err != nil {
+	if err := s.takeOver(ctx, svc.Name, true); err != nil {
 		return err
 	}
 	var argv []string
@@ -197,7 +197,7 @@ func (s *Systemd) Stop(ctx context.Context, name string, timeout time.Duration) 
 		return err
 	}
 	// A socket left listening would start the unit again.
-	if err := s.takeOver(ctx, name); err != nil {
+	if err := s.takeOver(ctx, name, false); err != nil {
 		return err
 	}
 	if _, err := s.sh(ctx, "systemctl", "stop", "--no-block", unit); err != nil {

@@ -21,6 +21,10 @@ import (
 //     up starts the cluster in the right order instead (the node Galera
 //     marked safe, or the most advanced one). The unit is disabled, not
 //     stopped.
+//   - Debian's epmd.socket listens on *:4369 and ignores ERL_EPMD_ADDRESS,
+//     which hastack sets to the management address: a drop-in makes it
+//     listen there and on loopback only. Applied before RabbitMQ starts
+//     (epmd restarted under a running node would lose its registration).
 var (
 	takeOverSockets = map[string][]string{"mariadb": {"mariadb.socket", "mariadb-extra.socket"}}
 	notAtBoot       = map[string]bool{"mariadb": true}
@@ -29,7 +33,12 @@ var (
 // takeOver stops and disables the service's sockets and disables its unit
 // where the unit must not start at boot. Units the host does not have are
 // skipped. It asks systemd once and acts only on what needs it.
-func (s *Systemd) takeOver(ctx context.Context, service string) error {
+func (s *Systemd) takeOver(ctx context.Context, service string, starting bool) error {
+	if service == "rabbitmq" && starting {
+		if _, err := s.sh(ctx, "sh", "-c", epmdScript); err != nil {
+			return fmt.Errorf("binding epmd to the management address: %w", err)
+		}
+	}
 	socks := takeOverSockets[service]
 	units := append([]string{}, socks...)
 	if notAtBoot[service] {
@@ -73,3 +82,19 @@ func (s *Systemd) takeOver(ctx context.Context, service string) error {
 	}
 	return nil
 }
+
+// epmdScript gives Debian's epmd.socket the address of ERL_EPMD_ADDRESS in
+// /etc/rabbitmq/rabbitmq-env.conf (hastack's) and loopback, once.
+const epmdScript = `f=/etc/rabbitmq/rabbitmq-env.conf
+a=$(sed -n 's/^\(export \)\{0,1\}ERL_EPMD_ADDRESS=//p' "$f" 2>/dev/null | tail -n 1)
+[ -n "$a" ] || exit 0
+systemctl cat epmd.socket >/dev/null 2>&1 || exit 0
+d=/etc/systemd/system/epmd.socket.d
+want=$(printf '# Written by hastack: epmd on the management address and loopback only\n# (Debian'"'"'s epmd.socket ignores ERL_EPMD_ADDRESS).\n[Socket]\nListenStream=\nListenStream=127.0.0.1:4369\nListenStream=%s:4369\nFreeBind=true' "$a")
+[ "$(cat "$d/hastack.conf" 2>/dev/null)" = "$want" ] && exit 0
+set -e
+mkdir -p "$d"
+printf '%s\n' "$want" >"$d/hastack.conf"
+systemctl daemon-reload
+systemctl stop epmd.service epmd.socket
+systemctl start epmd.socket`
