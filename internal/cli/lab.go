@@ -51,7 +51,7 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
 	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
 	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
 	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
-		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
+		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f), newLabReboot(s, f))
 	return cmd
 }
 
@@ -439,5 +439,26 @@ func restarter(s Streams) lab.Restarter {
 		}
 		fmt.Fprintf(s.Out, "starting the HA layer again with 'hastack up -f %s'\n", st.SpecPath)
 		return runUp(ctx, s, c, st.SpecPath, false, l)
+	}
+}
+
+func newLabReboot(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reboot NODE...",
+		Short: "Reboot booted hosts (a lab made with --os): systemd stops cleanly, the host boots again",
+		Example: `  hastack lab reboot ctl1
+  hastack lab reboot ctl1 ctl2 ctl3      # every controller at once`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			lines, err := l.Reboot(cmd.Context(), args)
+			for _, line := range lines {
+				fmt.Fprintln(s.Out, line)
+			}
+			return err
+		},
 	}
 }

@@ -276,9 +276,5 @@ func installQuietly(ctx context.Context, nd node.Node, pkgs []string) error {
 			_, _ = nd.Run(cctx, node.Cmd{Argv: []string{"rm", "-f", path}})
 		}()
 	}
-	_, err = nd.Run(ctx, node.Cmd{
-		Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
-		Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
-	})
-	return err
+	return aptInstall(ctx, nd, pkgs)
 }

@@ -697,3 +697,80 @@ func leftoverCgroups(prefix string) []string {
 	}
 	return out
 }
+
+// Reboot reboots booted hosts: systemd inside each stops every service
+// cleanly and the machine boots again (the shell around systemd-nspawn
+// starts it once more). It returns once every host is up again, or says
+// which did not come back, with its console's last lines.
+func (l *Lab) Reboot(ctx context.Context, names []string) ([]string, error) {
+	var nodes []NodeState
+	for _, name := range names {
+		n, err := l.nodeState(name)
+		if err != nil {
+			return nil, err
+		}
+		if n.Booted == nil {
+			return nil, fmt.Errorf("%s is a namespace node, not a booted host: only a lab made with 'lab up --os' can reboot its nodes", name)
+		}
+		if _, err := machineInit(n.Booted); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	var mu sync.Mutex
+	var lines []string
+	var errs []error
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			err := l.rebootOne(ctx, n)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+				return
+			}
+			lines = append(lines, fmt.Sprintf("%s: rebooted: systemd stopped cleanly and booted again in %s", n.Name, time.Since(start).Round(100*time.Millisecond)))
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lines)
+	return lines, errors.Join(errs...)
+}
+
+func (l *Lab) rebootOne(ctx context.Context, n NodeState) error {
+	old, err := machineInit(n.Booted)
+	if err != nil {
+		return err
+	}
+	oldStart, _ := procStart(old)
+	if out, err := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(old), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "reboot").CombinedOutput(); err != nil {
+		return fmt.Errorf("systemctl reboot: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	// The old PID 1 ends once every service stopped; a new one boots.
+	deadline := time.Now().Add(BootTimeout)
+	for {
+		if pid, err := machineInit(n.Booted); err == nil {
+			if st, _ := procStart(pid); pid != old || st != oldStart {
+				break
+			}
+		} else if !alive(n.Booted.Wrapper, n.Booted.StartTime) {
+			return fmt.Errorf("systemd-nspawn did not boot it again; the last lines of its console (%s):\n%s", n.Booted.Console, tail(n.Booted.Console, 25))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still not rebooted after %s; the last lines of its console (%s):\n%s", BootTimeout, n.Booted.Console, tail(n.Booted.Console, 25))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	b := *n.Booted
+	b.Started = time.Now()
+	n.Booted = &b
+	return l.waitBooted(ctx, n)
+}
