@@ -67,10 +67,7 @@ func Facts() plan.Phase {
 				return err
 			}
 			id, ver := osRelease(string(data))
-			if id != "debian" || ver != "12" {
-				return fmt.Errorf("runs %s %s; hastack supports Debian 12 only", id, ver)
-			}
-			return nil
+			return checkRelease(t.Cluster, name, id, ver)
 		})
 	}}
 }

@@ -109,12 +109,15 @@ type BootedState struct {
 	Started time.Time `json:"started"`
 }
 
-func (l *Lab) imageDir(r Release) string { return filepath.Join(l.opts.StateDir, "images", r.Name) }
+// EnvImageDir places the base images elsewhere than <state>/images, so that
+// labs with other state folders (tests) share them.
+const EnvImageDir = "HASTACK_LAB_IMAGE_DIR"
 
-// ImageDir is where the base image of a release is kept for a lab state
-// folder.
-func ImageDir(stateDir string, r Release) string {
-	return filepath.Join(stateDir, "images", r.Name)
+func (l *Lab) imageDir(r Release) string {
+	if d := os.Getenv(EnvImageDir); d != "" {
+		return filepath.Join(d, r.Name)
+	}
+	return filepath.Join(l.opts.StateDir, "images", r.Name)
 }
 
 // ensureImage returns the release's base image, building it when there is
@@ -773,4 +776,12 @@ func (l *Lab) rebootOne(ctx context.Context, n NodeState) error {
 	b.Started = time.Now()
 	n.Booted = &b
 	return l.waitBooted(ctx, n)
+}
+
+// refuseBooted refuses what the booted-host lab does not do yet.
+func (l *Lab) refuseBooted(what string) error {
+	if os := l.State().OS; os != "" {
+		return fmt.Errorf("lab %s: not supported yet on a lab of booted hosts (%s); nothing was changed", what, os)
+	}
+	return nil
 }
