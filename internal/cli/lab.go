@@ -63,7 +63,7 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
 	}
 	f.add(cmd.PersistentFlags())
 	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
-		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
+		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f), newLabReboot(s, f))
 	return cmd
 }
 
@@ -73,6 +73,7 @@ var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, L
 func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
 	var withSSH bool
+	var osName string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Make one virtual node per spec node",
@@ -110,6 +111,13 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 				}
 			}
+			if osName != "" {
+				// Refused before anything is made.
+				if _, err := lab.ParseOS(osName); err != nil {
+					return usagef("%v", err)
+				}
+				withSSH = true // booted hosts are reached over SSH only
+			}
 			c, err := loadSpec(path, s.Err)
 			if err != nil {
 				return err
@@ -122,7 +130,9 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					}
 				}
 			}
-			l, err := lab.Up(cmd.Context(), c, path, f.options(s))
+			opts := f.options(s)
+			opts.OS = osName
+			l, err := lab.Up(cmd.Context(), c, path, opts)
 			if err != nil {
 				return err
 			}
@@ -137,6 +147,7 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	cmd.Flags().StringVar(&osName, "os", "", "make every node a booted Debian host with systemd as PID 1 (debian-12 or debian-13), reached over SSH; the base image is built once per release under the state folder")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "run sshd in every node and point the spec's ssh block at them: later commands reach the nodes over SSH")
 	return cmd
 }
@@ -440,5 +451,26 @@ func restarter(s Streams) lab.Restarter {
 		}
 		fmt.Fprintf(s.Out, "starting the HA layer again with 'hastack up -f %s'\n", st.SpecPath)
 		return runUp(ctx, s, c, st.SpecPath, upOptions{}, l)
+	}
+}
+
+func newLabReboot(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reboot NODE...",
+		Short: "Reboot booted hosts (a lab made with --os): systemd stops cleanly, the host boots again",
+		Example: `  hastack lab reboot ctl1
+  hastack lab reboot ctl1 ctl2 ctl3      # every controller at once`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			lines, err := l.Reboot(cmd.Context(), args)
+			for _, line := range lines {
+				fmt.Fprintln(s.Out, line)
+			}
+			return err
+		},
 	}
 }

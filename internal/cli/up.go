@@ -60,6 +60,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		chrony.Phase(),
 		memcached.Phase(),
 		galera.Phase(),
+		rabbitmq.TakeOverPhase(),
 		rabbitmq.Phase(),
 		endpoint.Phase(bin),
 		verifyPhase(),

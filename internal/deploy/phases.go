@@ -18,7 +18,9 @@ import (
 
 // Packages each role needs, from Debian 12.
 var (
-	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}
+	// iputils-ping: 'check' measures controller-to-controller latency with
+	// ping, which a minimal Debian does not have.
+	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived", "iputils-ping"}
 	ComputePackages    = []string{"chrony"}
 )
 
@@ -65,10 +67,7 @@ func Facts() plan.Phase {
 				return err
 			}
 			id, ver := osRelease(string(data))
-			if id != "debian" || ver != "12" {
-				return fmt.Errorf("runs %s %s; hastack supports Debian 12 only", id, ver)
-			}
-			return nil
+			return checkRelease(t.Cluster, name, id, ver)
 		})
 	}}
 }
@@ -191,12 +190,17 @@ func Secrets(store *secrets.Store) plan.Phase {
 
 // deployedState is where each secret has left its mark on a controller
 // once the cluster was deployed with it: Galera's state file for the
-// database password, a RabbitMQ node database for the bus's secrets.
-var deployedState = map[string]struct{ what, glob string }{
-	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat"},
-	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+// database password, a RabbitMQ node database for the bus's secrets. A mark
+// counts only beside hastack's own file of that engine (also): Debian's
+// rabbitmq-server starts at install and makes a node database of its own
+// (guest only), which is no deployment; the package never writes
+// definitions.json. Galera's grastate.dat appears only once wsrep ran, not
+// for the package's stand-alone MariaDB.
+var deployedState = map[string]struct{ what, glob, also string }{
+	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat", ""},
+	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
 }
 
 // refuseNewSecretsForOldCluster stops a deploy that would generate a
@@ -220,7 +224,11 @@ func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path str
 		for glob, names := range globs {
 			// The glob is expanded by the node's shell; no match leaves it
 			// as it is, which 'test -e' rejects.
-			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\" && echo \"$f\"; done; true"}})
+			also := ""
+			if a := deployedState[names[0]].also; a != "" {
+				also = " && test -e " + a
+			}
+			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\"" + also + " && echo \"$f\"; done; true"}})
 			if err != nil {
 				return fmt.Errorf("%s: looking for deployed state: %w", name, err)
 			}
@@ -273,9 +281,5 @@ func installQuietly(ctx context.Context, nd node.Node, pkgs []string) error {
 			_, _ = nd.Run(cctx, node.Cmd{Argv: []string{"rm", "-f", path}})
 		}()
 	}
-	_, err = nd.Run(ctx, node.Cmd{
-		Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
-		Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
-	})
-	return err
+	return aptInstall(ctx, nd, pkgs)
 }

@@ -72,9 +72,10 @@ func (s *Systemd) sh(ctx context.Context, argv ...string) (node.Result, error) {
 //     galera_new_cluster, Debian's way to start the unit so;
 //   - --wsrep-start-position is dropped: the unit's galera_recovery finds
 //     the position itself before every start;
-//   - chronyd -x (a clock shared with other nodes) is refused: the unit
-//     cannot be told so, and a chronyd that steers a shared clock disturbs
-//     every node on it.
+//   - chronyd -x (a clock shared with other nodes) is refused unless the
+//     unit already runs chronyd with -x (a drop-in, as a lab of booted
+//     hosts has): Debian's unit cannot be told so, and a chronyd that
+//     steers a shared clock disturbs every node on it.
 func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 	st, err := s.Status(ctx, svc.Name)
 	if err != nil {
@@ -84,6 +85,9 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 		return nil
 	}
 	unit := Unit(svc.Name)
+	if err := s.takeOver(ctx, svc.Name, true); err != nil {
+		return err
+	}
 	var argv []string
 	switch {
 	case packageUnits[svc.Name] == "":
@@ -93,8 +97,8 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 		argv = []string{"systemctl", "enable", "--now", unit}
 	case svc.Name == "mariadb" && slices.Contains(svc.Argv, "--wsrep-new-cluster"):
 		argv = []string{"galera_new_cluster"}
-	case svc.Name == "chrony" && slices.Contains(svc.Argv, "-x"):
-		return fmt.Errorf("start %s: this host shares its clock with other nodes (chronyd -x), which Debian's %s cannot be told; run such nodes under hastack's supervisor", svc.Name, unit)
+	case svc.Name == "chrony" && slices.Contains(svc.Argv, "-x") && !slices.Contains(st.Argv, "-x"):
+		return fmt.Errorf("start %s: this host shares its clock with other nodes (chronyd -x), and its %s does not run chronyd with -x: add a drop-in that does (ExecStart=!/usr/sbin/chronyd $DAEMON_OPTS -x), or run such nodes under hastack's supervisor", svc.Name, unit)
 	default:
 		argv = []string{"systemctl", "start", unit}
 	}
@@ -190,6 +194,10 @@ func (s *Systemd) Stop(ctx context.Context, name string, timeout time.Duration) 
 	unit := Unit(name)
 	st, err := s.Status(ctx, name)
 	if err != nil || !st.Running {
+		return err
+	}
+	// A socket left listening would start the unit again.
+	if err := s.takeOver(ctx, name, false); err != nil {
 		return err
 	}
 	if _, err := s.sh(ctx, "systemctl", "stop", "--no-block", unit); err != nil {

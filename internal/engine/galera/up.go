@@ -88,7 +88,9 @@ type nodeFacts struct {
 	// unreachable is why the node could not be asked at all (a dead or
 	// frozen host); its other facts are unknown.
 	unreachable error
-	hasRecord   bool // it holds a recovery decision (NodeRecordPath)
+	hasRecord   bool     // it holds a recovery decision (NodeRecordPath)
+	standalone  bool     // runs with wsrep_on=OFF: the package's MariaDB
+	userDBs     []string // databases of a stand-alone MariaDB
 }
 
 func (f *nodeFacts) synced() bool {
@@ -179,6 +181,12 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			f.status, f.statusErr = LocalStatus(qctx, f.node)
 			cancel()
+			waitAnswer(ctx, f)
+			if f.running && f.statusErr == nil && !f.primary() {
+				if err := checkStandalone(ctx, f); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -225,6 +233,33 @@ func planGalera(ctx context.Context, t *plan.Target, o Options) ([]plan.Step, er
 	if err != nil {
 		return nil, err
 	}
+	// The package's stand-alone MariaDB (apt starts it on a fresh host)
+	// is stopped first; then the node is one where nothing runs.
+	var alone []*nodeFacts
+	for _, f := range facts {
+		if f.running {
+			alone = append(alone, f)
+		}
+	}
+	stops, err := standaloneSteps(alone)
+	if err != nil {
+		return nil, err
+	}
+	var stopSteps []plan.Step
+	for _, f := range stops {
+		nd := f.node
+		stopSteps = append(stopSteps, plan.Step{Host: f.name, Action: "stop the package's stand-alone MariaDB (wsrep_on=OFF, no databases of its own): this node becomes a Galera node", Do: func(ctx context.Context) error {
+			return nd.Services().Stop(ctx, ServiceName, 2*time.Minute)
+		}})
+		f.running, f.status = false, nil
+	}
+	// A running node that does not answer (after the wait in gather):
+	// the refusal names its real log.
+	for _, f := range facts {
+		if f.unreachable == nil && f.running && f.statusErr != nil {
+			return nil, notAnswering(ctx, f)
+		}
+	}
 	views := make([]View, len(facts))
 	byName := map[string]*nodeFacts{}
 	for i, f := range facts {
@@ -235,8 +270,11 @@ func planGalera(ctx context.Context, t *plan.Target, o Options) ([]plan.Step, er
 	if err != nil {
 		return nil, err
 	}
-	var steps []plan.Step
+	steps := stopSteps
 	wave := 0
+	if len(stopSteps) > 0 {
+		wave = 1
+	}
 	add := func(f *nodeFacts, action string, do func(ctx context.Context) error) {
 		steps = append(steps, plan.Step{Host: f.name, Action: action, Wave: wave, Do: do})
 		wave++
@@ -586,7 +624,8 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	return plan.WaitUntil(ctx, n.Name()+": mariadb Synced", timeout, func(ctx context.Context) (bool, string, error) {
 		st, err := n.Services().Status(ctx, ServiceName)
 		if err == nil && !st.Running {
-			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of /var/log/hastack/%s.log on %s:\n%s", st.ExitCode, st.Signal, ServiceName, n.Name(), logTail(ctx, n, "/var/log/hastack/"+ServiceName+".log", 12))
+			where, tail := plan.ServiceLog(ctx, n, ServiceName, 12)
+			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of %s on %s:\n%s", st.ExitCode, st.Signal, where, n.Name(), tail)
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -650,18 +689,6 @@ func ParseRecoveredPosition(log string) string {
 	return pos
 }
 
-// logTail returns the last lines of a log file on a node, for errors.
-func logTail(ctx context.Context, n node.Node, path string, lines int) string {
-	data, err := n.ReadFile(ctx, path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return "  " + strings.Join(all, "\n  ")
-}
 
 // donorPreference lists the other controllers, last first, for a joining
 // node's state transfer. HAProxy sends writes to the first healthy
