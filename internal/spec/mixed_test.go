@@ -34,7 +34,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		},
 		{
 			name: "wrong type and a duplicate key beside a semantic error",
-			doc: head + nets + three + tail + "  memcached: {port: eleven}\n  memcached: {}\n  rabbitmq: {queueType: fifo}\n",
+			doc:  head + nets + three + tail + "  memcached: {port: eleven}\n  memcached: {}\n  rabbitmq: {queueType: fifo}\n",
 			want: []string{
 				`spec.memcached.port: must be a whole number, not "eleven"|line 12`,
 				"spec.memcached: field given twice|line 13",
