@@ -61,6 +61,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		chrony.Phase(),
 		memcached.Phase(),
 		galera.Phase(),
+		galera.ServiceDatabasesPhase(serviceUsers()),
 		rabbitmq.Phase(),
 		endpoint.Phase(bin),
 		verifyPhase(),
@@ -75,7 +76,8 @@ func newUp(s Streams) *cobra.Command {
 		Use:   "up",
 		Short: "Deploy the HA layer on every node and prove it healthy",
 		Long: `Bring every node to what the spec says, in phases: connect, facts,
-packages, secrets, chrony, memcached, galera, rabbitmq, endpoint, verify.
+packages, secrets, chrony, memcached, galera, databases (the OpenStack
+services' databases and users), rabbitmq, endpoint, verify.
 Each phase gathers facts first and acts only where needed, so a second 'up'
 changes nothing, and 'up' after a failure or after engines were stopped
 continues from what is in place. Every progress line names its phase and
