@@ -16,6 +16,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -55,12 +56,16 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		deploy.Connect(),
 		deploy.Facts(),
 		deploy.Packages(onThisMachine),
-		deploy.Secrets(store),
+		deploy.Secrets(store, openstack.SecretNames()...),
 		deploy.Ports(),
 		chrony.Phase(),
 		memcached.Phase(),
 		galera.Phase(),
+<<<<<<< HEAD
 		rabbitmq.TakeOverPhase(),
+=======
+		galera.ServiceDatabasesPhase(serviceUsers()),
+>>>>>>> wiring
 		rabbitmq.Phase(),
 		endpoint.Phase(bin),
 		verifyPhase(),
@@ -75,7 +80,8 @@ func newUp(s Streams) *cobra.Command {
 		Use:   "up",
 		Short: "Deploy the HA layer on every node and prove it healthy",
 		Long: `Bring every node to what the spec says, in phases: connect, facts,
-packages, secrets, chrony, memcached, galera, rabbitmq, endpoint, verify.
+packages, secrets, chrony, memcached, galera, databases (the OpenStack
+services' databases and users), rabbitmq, endpoint, verify.
 Each phase gathers facts first and acts only where needed, so a second 'up'
 changes nothing, and 'up' after a failure or after engines were stopped
 continues from what is in place. Every progress line names its phase and

@@ -155,11 +155,13 @@ func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string,
 }
 
 // Secrets generates the secrets the cluster needs, once, into the 0600
-// secrets file beside the spec. Everything after reads them.
-func Secrets(store *secrets.Store) plan.Phase {
+// secrets file beside the spec. Everything after reads them. more names
+// secrets beyond the layer's own (the OpenStack services' database
+// passwords, the token cache key).
+func Secrets(store *secrets.Store, more ...string) plan.Phase {
 	return plan.Phase{Name: "secrets", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		var missing []string
-		for _, n := range secrets.Names() {
+		for _, n := range append(secrets.Names(), more...) {
 			if !store.Has(n) {
 				missing = append(missing, n)
 			}

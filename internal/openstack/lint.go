@@ -675,6 +675,29 @@ func (l *linter) authtoken() {
 	if d, line, _ := l.numberValue("keystone_authtoken", "memcache_pool_dead_retry", 300); d < 30 {
 		l.add(line, Warning, fmt.Sprintf("[keystone_authtoken] memcache_pool_dead_retry = %g: a dead memcached is tried again every %g s, each try of a frozen one stalling a request", d, d), fmt.Sprintf("memcache_pool_dead_retry = %d", authtokenDead))
 	}
+	l.tokenSecurity(sLine)
+}
+
+// tokenSecurity: keystonemiddleware caches validated tokens in memcached,
+// which anyone on the management network can read and write; only
+// ENCRYPT keeps the tokens secret.
+func (l *linter) tokenSecurity(serversLine int) {
+	strategy, line, ok := l.value("keystone_authtoken", "memcache_security_strategy")
+	strategy = strings.ToUpper(strings.TrimSpace(strategy))
+	const fix = "memcache_security_strategy = ENCRYPT and memcache_secret_key = a secret shared by every service (hastack render writes both)"
+	switch {
+	case !ok || strategy == "" || strategy == "NONE":
+		l.add(lineOr(line, serversLine), Warning, "[keystone_authtoken] caches tokens in memcached without memcache_security_strategy: every validated token sits there in plain text, readable and writable by anyone on the management network", fix)
+		return
+	case strategy == "MAC":
+		l.add(line, Warning, "[keystone_authtoken] memcache_security_strategy = MAC signs the cached tokens but leaves them readable by anyone on the management network", fix)
+	case strategy != "ENCRYPT":
+		l.add(line, Error, fmt.Sprintf("[keystone_authtoken] memcache_security_strategy = %q is neither MAC nor ENCRYPT: keystonemiddleware refuses to start", strategy), fix)
+		return
+	}
+	if key, _, ok := l.value("keystone_authtoken", "memcache_secret_key"); !ok || strings.TrimSpace(key) == "" {
+		l.add(line, Error, "[keystone_authtoken] memcache_security_strategy is set without memcache_secret_key: keystonemiddleware refuses to start", fix)
+	}
 }
 
 func (l *linter) databases() {

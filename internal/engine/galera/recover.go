@@ -98,6 +98,9 @@ func Choose(pos []Position, uuid, named string, yes bool) (chosen, why string, e
 				others = append(others, fmt.Sprintf("%s %d", p.Node, p.Seqno))
 			}
 		}
+		if len(others) == 0 {
+			return pos[best].Node, fmt.Sprintf("the only node with a position: seqno %d", pos[best].Seqno), nil
+		}
 		return pos[best].Node, fmt.Sprintf("most advanced: seqno %d (others: %s)", pos[best].Seqno, strings.Join(others, ", ")), nil
 	}
 	i := slices.IndexFunc(pos, func(p Position) bool { return p.Node == named })
