@@ -61,11 +61,8 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		chrony.Phase(),
 		memcached.Phase(),
 		galera.Phase(),
-<<<<<<< HEAD
-		rabbitmq.TakeOverPhase(),
-=======
 		galera.ServiceDatabasesPhase(serviceUsers()),
->>>>>>> wiring
+		rabbitmq.TakeOverPhase(),
 		rabbitmq.Phase(),
 		endpoint.Phase(bin),
 		verifyPhase(),

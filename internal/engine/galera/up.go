@@ -689,7 +689,6 @@ func ParseRecoveredPosition(log string) string {
 	return pos
 }
 
-
 // donorPreference lists the other controllers, last first, for a joining
 // node's state transfer. HAProxy sends writes to the first healthy
 // controller in spec order, and a donor is taken out of HAProxy while it
