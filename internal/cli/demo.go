@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hastack/hastack/internal/deploy"
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/spec"
 	"github.com/hastack/hastack/internal/status"
@@ -105,7 +105,7 @@ Look around:
 // missing. Services are not started by the packages' scripts when
 // /usr/sbin/policy-rc.d refuses them; hastack starts the engines itself.
 func installHostPackages(ctx context.Context, s Streams) error {
-	want := append(append([]string{}, deploy.ControllerPackages...), "iproute2", "iptables", "util-linux", "procps", "iputils-ping")
+	want := engines.Packages(spec.RoleController, "iproute2", "iptables", "util-linux", "procps", "iputils-ping")
 	out, _ := exec.CommandContext(ctx, "dpkg-query", append([]string{"-W", "-f", "${Package} ${Status}\n"}, want...)...).Output()
 	installed := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/spec"
 )
@@ -412,13 +413,10 @@ func newLabFault(s Streams, f *labFlags) *cobra.Command {
 	return cmd
 }
 
-// engineServices are the services 'hastack up' runs; after a snapshot or a
-// rollback they are brought back by 'up' itself, which knows the order the
-// engines need (Galera bootstraps from the node that stopped last), rather
-// than by replaying recorded command lines.
-var engineServices = map[string]bool{"chrony": true, "memcached": true, "mariadb": true, "rabbitmq": true, "galera-health": true, "haproxy": true, "keepalived": true}
-
 func restarter(s Streams) lab.Restarter {
+	// The engines' services are brought back by 'up' itself, which knows
+	// the order they need (Galera bootstraps from the node that stopped
+	// last), rather than by replaying recorded command lines.
 	return func(ctx context.Context, l *lab.Lab, svcs []lab.RunningService) error {
 		st := l.State()
 		c, err := (*spec.Cluster)(nil), error(nil)
@@ -426,7 +424,7 @@ func restarter(s Streams) lab.Restarter {
 			c, err = loadSpec(st.SpecPath, s.Err)
 		}
 		var others []lab.RunningService
-		engines := 0
+		ours := 0
 		for _, sv := range svcs {
 			_, specNode := func() (spec.Node, bool) {
 				if c == nil {
@@ -434,8 +432,8 @@ func restarter(s Streams) lab.Restarter {
 				}
 				return c.Node(sv.Node)
 			}()
-			if specNode && engineServices[sv.Service.Name] {
-				engines++
+			if specNode && engines.IsService(sv.Service.Name) {
+				ours++
 				continue
 			}
 			others = append(others, sv)
@@ -443,7 +441,7 @@ func restarter(s Streams) lab.Restarter {
 		if err := lab.DefaultRestarter(ctx, l, others); err != nil {
 			return err
 		}
-		if engines == 0 {
+		if ours == 0 {
 			return nil
 		}
 		if c == nil {

@@ -16,22 +16,6 @@ import (
 	"github.com/hastack/hastack/internal/spec"
 )
 
-// Packages each role needs, from Debian 12.
-var (
-	// iputils-ping: 'check' measures controller-to-controller latency with
-	// ping, which a minimal Debian does not have.
-	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived", "iputils-ping"}
-	ComputePackages    = []string{"chrony"}
-)
-
-// PackagesFor lists the packages a node's role needs.
-func PackagesFor(n spec.Node) []string {
-	if n.IsController() {
-		return ControllerPackages
-	}
-	return ComputePackages
-}
-
 // Connect checks that every node answers a command.
 func Connect() plan.Phase {
 	return plan.Phase{Name: "connect", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
@@ -92,13 +76,14 @@ func osRelease(s string) (id, version string) {
 // Packages installs the Debian packages each role needs, where missing. On
 // a lab, nodes share the host's packages and have no route to a mirror:
 // missing packages are an error that says to install them on the host.
-func Packages(lab bool) plan.Phase {
+// need lists the packages a node needs (engines.PackagesFor).
+func Packages(lab bool, need func(spec.Node) []string) plan.Phase {
 	return plan.Phase{Name: "packages", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		missing := map[string][]string{}
 		var mu = make(chan struct{}, 1)
 		err := plan.ForEach(ctx, plan.Names(t.Cluster.Spec.Nodes), func(ctx context.Context, name string) error {
 			n, _ := t.Cluster.Node(name)
-			m, err := missingPackages(ctx, t.Node(name), PackagesFor(n))
+			m, err := missingPackages(ctx, t.Node(name), need(n))
 			if err != nil {
 				return err
 			}

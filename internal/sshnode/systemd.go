@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/node"
 )
 
@@ -22,21 +23,9 @@ type Host interface {
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner string) error
 }
 
-// packageUnits are Debian's units for the engines hastack runs, by the
-// service names the engine packages use. Each reads the very files hastack
-// renders at their standard paths, so the unit runs what the spec says.
-var packageUnits = map[string]string{
-	"chrony":     "chrony.service",
-	"memcached":  "memcached.service",
-	"mariadb":    "mariadb.service",
-	"rabbitmq":   "rabbitmq-server.service",
-	"haproxy":    "haproxy.service",
-	"keepalived": "keepalived.service",
-}
-
-// PackageUnit returns the Debian unit that runs a hastack service, or "" when
-// hastack runs it under a unit of its own.
-func PackageUnit(service string) string { return packageUnits[service] }
+// The Debian unit of each engine's service comes from the engines'
+// descriptors (engines.Unit). Each reads the very files hastack renders at
+// their standard paths, so the unit runs what the spec says.
 
 // Systemd keeps a host's services with systemd: the engines under the units
 // their Debian packages install, hastack's own agents (the Galera health
@@ -55,7 +44,7 @@ func NewSystemd(h Host) *Systemd { return &Systemd{h: h, poll: 250 * time.Millis
 
 // Unit is the systemd unit that runs a service.
 func Unit(service string) string {
-	if u := packageUnits[service]; u != "" {
+	if u := engines.Unit(service); u != "" {
 		return u
 	}
 	return "hastack-" + service + ".service"
@@ -90,7 +79,7 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 	}
 	var argv []string
 	switch {
-	case packageUnits[svc.Name] == "":
+	case engines.Unit(svc.Name) == "":
 		if err := s.writeOwnUnit(ctx, svc); err != nil {
 			return err
 		}
@@ -347,7 +336,7 @@ func (s *Systemd) List(ctx context.Context) ([]node.ServiceState, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if st.Running || !st.Started.IsZero() || packageUnits[n] == "" {
+		if st.Running || !st.Started.IsZero() || engines.Unit(n) == "" {
 			out = append(out, st)
 		}
 	}
