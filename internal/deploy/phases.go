@@ -115,6 +115,18 @@ func Packages(lab bool, need func(spec.Node) []string) plan.Phase {
 	}}
 }
 
+// InstallMissing installs those of pkgs the node lacks, with the
+// packages' scripts kept from starting services (hastack starts the
+// engines), and returns what it installed. The one installer: the packages
+// phase uses it on every host, 'hastack demo' on this machine.
+func InstallMissing(ctx context.Context, nd node.Node, pkgs []string) ([]string, error) {
+	missing, err := missingPackages(ctx, nd, pkgs)
+	if err != nil || len(missing) == 0 {
+		return nil, err
+	}
+	return missing, installQuietly(ctx, nd, missing)
+}
+
 func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string, error) {
 	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"dpkg-query", "-W", "-f", "${Package} ${Status}\n"}, pkgs...)})
 	// dpkg-query exits 1 when a package is unknown; its output still lists
