@@ -75,6 +75,15 @@ type Phase struct {
 	Verify func(ctx context.Context, t *Target) error
 }
 
+// Refusal is a state a phase will not act on by itself: what is wrong and
+// what the operator can do. Nothing was changed when a phase refuses.
+type Refusal struct {
+	Problem string
+	Remedy  string
+}
+
+func (r *Refusal) Error() string { return r.Problem + ": " + r.Remedy }
+
 // Step is one action on one host.
 type Step struct {
 	Host string

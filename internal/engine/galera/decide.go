@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/hastack/hastack/internal/plan"
 )
 
 // This file is the decision at the heart of the Galera phase: which node
@@ -101,14 +103,8 @@ type Decision struct {
 	Named string
 }
 
-// Refusal is a state hastack will not act on by itself. It says what is
-// wrong and what the operator can do; nothing has been changed.
-type Refusal struct {
-	Problem string
-	Remedy  string
-}
-
-func (r *Refusal) Error() string { return r.Problem + ": " + r.Remedy }
+// Refusal is a state hastack will not act on by itself (plan.Refusal).
+type Refusal = plan.Refusal
 
 // Decide chooses from the views of every controller, in spec order.
 func Decide(views []View, o Options) (Decision, error) {

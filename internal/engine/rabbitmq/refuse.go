@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/hastack/hastack/internal/plan"
 )
 
 // refuseUnsafe refuses what no step of this phase should repair on its own:
@@ -30,7 +32,7 @@ func refuseUnsafe(e *env, all []*facts) error {
 			nodesRunning++
 		}
 		if f.running && isStatus(f.apiErr, http.StatusUnauthorized) && !f.needsRestart() {
-			errs = append(errs, fmt.Errorf("%s: the management API refuses hastack's administrator: %w; if the secrets file was replaced, put back the one that deployed this cluster", f.n.Name, f.apiErr))
+			errs = append(errs, &plan.Refusal{Problem: fmt.Sprintf("%s: the management API refuses hastack's administrator (%v)", f.n.Name, f.apiErr), Remedy: "if the secrets file was replaced, put back the one that deployed this cluster"})
 		}
 		if !f.answers() {
 			continue
@@ -83,27 +85,24 @@ func refuseUnsafe(e *env, all []*facts) error {
 			parts = append(parts, fmt.Sprintf("%s see members [%s]", strings.Join(groups[k], ", "), k))
 		}
 		first := NodeName(all[0].n)
-		errs = append(errs, fmt.Errorf("the controllers run as %d separate RabbitMQ clusters (%s): a node started blank while it could not reach its peers formed a cluster of its own. "+
-			"To join such a node to the cluster of %s, discarding that node's own messages and definitions, run on it: rabbitmqctl stop_app; rabbitmqctl reset; rabbitmqctl join_cluster %s; rabbitmqctl start_app. Then run 'hastack up' again",
-			len(keys), strings.Join(parts, "; "), first, first))
+		errs = append(errs, &plan.Refusal{
+			Problem: fmt.Sprintf("the controllers run as %d separate RabbitMQ clusters (%s)", len(keys), strings.Join(parts, "; ")),
+			Remedy: fmt.Sprintf("a node started blank while it could not reach its peers formed a cluster of its own. "+
+				"To join such a node to the cluster of %s, discarding that node's own messages and definitions, run on it: rabbitmqctl stop_app; rabbitmqctl reset; rabbitmqctl join_cluster %s; rabbitmqctl start_app. Then run 'hastack up' again", first, first),
+		})
 	}
 	for _, f := range all {
 		if f.running && f.cookieChanged && nodesRunning > 1 {
-			errs = append(errs, fmt.Errorf("%s: the Erlang cookie differs from the secrets file's while the broker runs in a cluster: restarting the nodes one at a time with a new cookie would leave them unable to talk to each other. "+
-				"Put back the secrets file that deployed this cluster, or stop rabbitmq on every controller (an outage) and run 'hastack up' again", f.n.Name))
+			errs = append(errs, &plan.Refusal{
+				Problem: f.n.Name + ": the Erlang cookie differs from the secrets file's while the broker runs in a cluster",
+				Remedy:  "restarting the nodes one at a time with a new cookie would leave them unable to talk to each other. Put back the secrets file that deployed this cluster, or stop rabbitmq on every controller (an outage) and run 'hastack up' again",
+			})
 		}
 	}
 	// Every node reports the same partition or stray member: say it once.
-	msgs := make([]string, len(errs))
-	for i, err := range errs {
-		msgs[i] = err.Error()
-	}
-	slices.Sort(msgs)
-	msgs = slices.Compact(msgs)
-	if len(msgs) == 0 {
-		return nil
-	}
-	return errors.New(strings.Join(msgs, "\n"))
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	errs = slices.CompactFunc(errs, func(a, b error) bool { return a.Error() == b.Error() })
+	return errors.Join(errs...)
 }
 
 // deadlockedStart refuses a full-cluster start that cannot succeed: the
@@ -149,9 +148,10 @@ func deadlockedStart(all []*facts) error {
 	if len(stuck) == 1 {
 		who = stuck[0] + " waits"
 	}
-	return fmt.Errorf("no broker runs, and %s at boot for %s, which they last saw running but which has no data now (rebuilt, wiped, or no longer a controller), so it cannot come up before them: they would wait 5 minutes and fail. "+
-		"If that data is gone for good, let one of them boot without waiting: on %s (the one that stopped last, if you know it) run 'rabbitmqctl force_boot', then run 'hastack up' again",
-		who, strings.Join(gone, ", "), stuck[0])
+	return &plan.Refusal{
+		Problem: fmt.Sprintf("no broker runs, and %s at boot for %s, which they last saw running but which has no data now (rebuilt, wiped, or no longer a controller), so it cannot come up before them: they would wait 5 minutes and fail", who, strings.Join(gone, ", ")),
+		Remedy:  fmt.Sprintf("if that data is gone for good, let one of them boot without waiting: on %s (the one that stopped last, if you know it) run 'rabbitmqctl force_boot', then run 'hastack up' again", stuck[0]),
+	}
 }
 
 // strangerError explains a cluster running on nodes without stopped
@@ -165,10 +165,11 @@ func strangerError(running []string, members string, strangers []string) error {
 	if len(running) == 1 {
 		verb = "runs"
 	}
-	return fmt.Errorf("%s %s a cluster of [%s] that does not include %s, which hold the data of another RabbitMQ cluster (or were removed from this one): started, they would not join it. "+
-		"Keep one of the two clusters and wipe the nodes of the other: with the broker stopped, remove /var/lib/rabbitmq/mnesia/rabbit@<node>* on each, then run 'hastack up' again, and the wiped nodes join the cluster kept. "+
-		"To keep the running cluster, wipe %s; to keep the other, stop the broker on %s and wipe it instead",
-		strings.Join(running, ", "), verb, members, strings.Join(names, ", "), strings.Join(strangers, ", "), strings.Join(running, ", "))
+	return &plan.Refusal{
+		Problem: fmt.Sprintf("%s %s a cluster of [%s] that does not include %s, which hold the data of another RabbitMQ cluster (or were removed from this one): started, they would not join it", strings.Join(running, ", "), verb, members, strings.Join(names, ", ")),
+		Remedy: fmt.Sprintf("keep one of the two clusters and wipe the nodes of the other: with the broker stopped, remove /var/lib/rabbitmq/mnesia/rabbit@<node>* on each, then run 'hastack up' again, and the wiped nodes join the cluster kept. "+
+			"To keep the running cluster, wipe %s; to keep the other, stop the broker on %s and wipe it instead", strings.Join(strangers, ", "), strings.Join(running, ", ")),
+	}
 }
 
 // partitionError explains a partition (every member reports the same, so
@@ -188,17 +189,24 @@ func partitionError(e *env, partitioned map[string][]string, clusterSize int) er
 	}
 	head := fmt.Sprintf("RabbitMQ is partitioned (%s); partition handling is %s", strings.Join(lines, "; "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
 	if len(minority) == 0 || 2*len(minority) >= clusterSize {
-		return fmt.Errorf("%s. No node is cut off from a majority of the %d nodes (a partial partition, an even split, or a view not updated yet: a broker restarted a few seconds ago still shows in its peers' list for about 15 s), so hastack names none to restart. "+
-			"If you just restarted one, wait and run 'hastack up' again; otherwise choose the side whose data to keep and restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again", head, clusterSize)
+		return &plan.Refusal{
+			Problem: fmt.Sprintf("%s. No node is cut off from a majority of the %d nodes (a partial partition, an even split, or a view not updated yet: a broker restarted a few seconds ago still shows in its peers' list for about 15 s), so hastack names none to restart", head, clusterSize),
+			Remedy:  "if you just restarted one, wait and run 'hastack up' again; otherwise choose the side whose data to keep and restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again",
+		}
 	}
 	hosts := make([]string, len(minority))
 	for i, m := range minority {
 		_, hosts[i], _ = strings.Cut(m, "@")
 	}
-	return fmt.Errorf("%s. The minority side is %s: once the network between the nodes works (a frozen or paused node stays partitioned after it resumes), restart the broker there so it rejoins the majority, discarding what only it received since the split: on %s run 'rabbitmqctl stop_app; rabbitmqctl start_app', then run 'hastack up' again",
-		head, strings.Join(hosts, ", "), strings.Join(hosts, " and "))
+	return &plan.Refusal{
+		Problem: fmt.Sprintf("%s. The minority side is %s", head, strings.Join(hosts, ", ")),
+		Remedy:  fmt.Sprintf("once the network between the nodes works (a frozen or paused node stays partitioned after it resumes), restart the broker there so it rejoins the majority, discarding what only it received since the split: on %s run 'rabbitmqctl stop_app; rabbitmqctl start_app', then run 'hastack up' again", strings.Join(hosts, " and ")),
+	}
 }
 
 func strayError(member string) error {
-	return fmt.Errorf("the cluster has member %s, which is no controller of the spec: if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s' on a running controller", member, member)
+	return &plan.Refusal{
+		Problem: fmt.Sprintf("the cluster has member %s, which is no controller of the spec", member),
+		Remedy:  fmt.Sprintf("if that node is gone for good, remove it with 'rabbitmqctl forget_cluster_node %s' on a running controller", member),
+	}
 }
