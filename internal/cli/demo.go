@@ -49,14 +49,11 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 	path := file
 	if path == "" {
 		path = defaultSpec
-		if _, err := os.Stat(path); os.IsNotExist(err) {
-			data, err := spec.ExampleYAML(defaultLab)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				return err
-			}
+		wrote, err := lab.EnsureSpec(path)
+		if err != nil {
+			return err
+		}
+		if wrote {
 			fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 		}
 	}

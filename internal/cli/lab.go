@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -68,9 +66,6 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
 	return cmd
 }
 
-// DefaultLab shapes the lab made when no spec is given.
-var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, Lab: true}
-
 func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
 	var withSSH bool
@@ -96,19 +91,11 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 			path := file
 			if path == "" {
 				path = defaultSpec
-				if _, err := os.Stat(path); os.IsNotExist(err) {
-					data, err := spec.ExampleYAML(defaultLab)
-					if err != nil {
-						return err
-					}
-					// Validate before writing: nothing is written for a
-					// spec that cannot be used.
-					if c, ps := spec.Parse(data); ps.Err() != nil || c == nil {
-						return fmt.Errorf("default lab spec: %v", ps.Err())
-					}
-					if err := os.WriteFile(path, data, 0o644); err != nil {
-						return err
-					}
+				wrote, err := lab.EnsureSpec(path)
+				if err != nil {
+					return err
+				}
+				if wrote {
 					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 				}
 			}
@@ -153,43 +140,14 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 	return cmd
 }
 
-// labSSH makes the lab's nodes reachable over SSH and writes the spec's
-// ssh block that reaches them: the lab's client key, root, and the nodes'
-// host keys in <spec>.known_hosts beside the spec.
+// labSSH makes the lab's nodes reachable over SSH and points the spec at
+// them (lab.PointSpecAtSSH).
 func labSSH(ctx context.Context, s Streams, l *lab.Lab, specPath string) error {
-	known := strings.TrimSuffix(specPath, filepath.Ext(specPath)) + ".known_hosts"
-	acc, err := l.EnableSSH(ctx, known)
-	if err != nil {
-		return fmt.Errorf("%w\nthe lab is up, but not every node runs sshd; run 'hastack lab up --ssh' again once the cause is fixed", err)
-	}
-	data, err := os.ReadFile(specPath)
+	msg, err := l.PointSpecAtSSH(ctx, specPath)
 	if err != nil {
 		return err
 	}
-	block := spec.SSH{User: acc.User, IdentityFile: acc.IdentityFile, KnownHosts: filepath.Base(known)}
-	if c, ps := spec.Parse(data); ps.Err() == nil && c.Spec.SSH != nil && *c.Spec.SSH == block {
-		fmt.Fprintf(s.Out, "%s already reaches the nodes over SSH\n", specPath)
-		return nil
-	}
-	out, err := spec.SetClusterSSH(data, block)
-	if err != nil {
-		return fmt.Errorf("adding spec.ssh to %s: %w", specPath, err)
-	}
-	if c, ps := spec.Parse(out); ps.Err() != nil || c == nil {
-		return fmt.Errorf("adding spec.ssh to %s made it invalid (nothing written): %v", specPath, ps.Err())
-	}
-	fi, err := os.Stat(specPath)
-	if err != nil {
-		return err
-	}
-	tmp := specPath + ".tmp"
-	if err := os.WriteFile(tmp, out, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, specPath); err != nil {
-		return err
-	}
-	fmt.Fprintf(s.Out, "%s: spec.ssh added: up, status and check now reach every node over SSH (as root, key %s, host keys in %s)\n", specPath, acc.IdentityFile, known)
+	fmt.Fprintln(s.Out, msg)
 	return nil
 }
 
