@@ -116,6 +116,8 @@ type facts struct {
 	// force_load file 'rabbitmqctl force_boot' leaves) says not to.
 	runningAtShutdown []string
 	forceBoot         bool
+	// major is the installed RabbitMQ's major version (0: unknown).
+	major int
 	// apiErr is nil when the management API answered /api/nodes with
 	// members; it is only asked when the service runs.
 	apiErr  error
@@ -271,6 +273,19 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			wave++
 		}
 		toStart = blank
+		if len(withData) == 0 && formsTogether(blank) {
+			group := map[string]bool{}
+			for _, f := range blank {
+				group[f.n.Name] = true
+			}
+			for _, f := range blank {
+				steps = append(steps, startStep(e, f, wave, startFormTogether, group, false))
+				touched = append(touched, f)
+			}
+			maps.Copy(up, group)
+			wave++
+			toStart = nil
+		}
 	}
 	for _, f := range toStart {
 		how := startJoin
@@ -334,6 +349,7 @@ func gather(ctx context.Context, e *env, f *facts) error {
 	if f.running, err = plan.Running(ctx, f.nd, ServiceName); err != nil {
 		return err
 	}
+	f.major = installedMajor(ctx, f.nd)
 	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"test", "-e", mnesiaDir(f.n) + "/schema.DAT"}})
 	var ce *node.CommandError
 	switch {
@@ -638,11 +654,12 @@ func waitStep(e *env, f *facts, wave int) plan.Step {
 type startHow int
 
 const (
-	startFirst    startHow = iota // a blank node forming the cluster
-	startJoin                     // a blank node joining the running cluster
-	startRejoin                   // a former member coming back
-	startRestart                  // a running member restarted for its new configuration
-	startTogether                 // a former member started with the others after a full stop
+	startFirst        startHow = iota // a blank node forming the cluster
+	startJoin                         // a blank node joining the running cluster
+	startRejoin                       // a former member coming back
+	startRestart                      // a running member restarted for its new configuration
+	startTogether                     // a former member started with the others after a full stop
+	startFormTogether                 // blank nodes of RabbitMQ 4 forming the cluster at once
 )
 
 // startStep starts (or restarts) the broker on one node and waits until it
@@ -670,6 +687,9 @@ func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool,
 		then = "wait until it is back in the cluster with " + strings.Join(e.nodeNames(expect, n.Name), ", ")
 	case startTogether:
 		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
+		timeout = fullRestartTimeout
+	case startFormTogether:
+		then = "with the other blank nodes at once (RabbitMQ 4's peer discovery waits for every listed node); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
 		timeout = fullRestartTimeout
 	}
 	return plan.Step{Host: n.Name, Wave: wave,
