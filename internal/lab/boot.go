@@ -141,8 +141,7 @@ const repoMount = "/srv/hastack-lab-repo"
 // of the engines installed (the packages phase installs them).
 func (l *Lab) ensureImage(ctx context.Context, r Release, bare bool) (string, error) {
 	dir := l.imageDir(r, bare)
-	_, repoErr := os.Stat(filepath.Join(dir+".repo", "Packages"))
-	if _, err := os.Stat(filepath.Join(dir, imageMarker)); err == nil && repoErr == nil {
+	if imageReady(dir) {
 		l.opts.Log("image %s: using %s", r.Name, dir)
 		return dir, nil
 	}
@@ -827,4 +826,12 @@ func scanPackages(ctx context.Context, dir string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "sh", "-c", "dpkg-scanpackages -m . >Packages.tmp && mv Packages.tmp Packages")
 	cmd.Dir = dir
 	return cmd
+}
+
+// imageReady reports whether dir is a finished image: its marker (written
+// last) and its package repository's index are there.
+func imageReady(dir string) bool {
+	_, repoErr := os.Stat(filepath.Join(dir+".repo", "Packages"))
+	_, err := os.Stat(filepath.Join(dir, imageMarker))
+	return err == nil && repoErr == nil
 }
