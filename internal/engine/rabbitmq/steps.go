@@ -52,11 +52,12 @@ func waitStep(e *env, f *facts, wave int) plan.Step {
 type startHow int
 
 const (
-	startFirst    startHow = iota // a blank node forming the cluster
-	startJoin                     // a blank node joining the running cluster
-	startRejoin                   // a former member coming back
-	startRestart                  // a running member restarted for its new configuration
-	startTogether                 // a former member started with the others after a full stop
+	startFirst        startHow = iota // a blank node forming the cluster
+	startJoin                         // a blank node joining the running cluster
+	startRejoin                       // a former member coming back
+	startRestart                      // a running member restarted for its new configuration
+	startTogether                     // a former member started with the others after a full stop
+	startFormTogether                 // blank nodes of RabbitMQ 4 forming the cluster at once
 )
 
 // startStep starts (or restarts) the broker on one node and waits until it
@@ -84,6 +85,9 @@ func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool,
 		then = "wait until it is back in the cluster with " + strings.Join(e.nodeNames(expect, n.Name), ", ")
 	case startTogether:
 		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
+		timeout = fullRestartTimeout
+	case startFormTogether:
+		then = "with the other blank nodes at once (RabbitMQ 4's peer discovery waits for every listed node); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
 		timeout = fullRestartTimeout
 	}
 	return plan.Step{Host: n.Name, Wave: wave,
