@@ -117,9 +117,9 @@ func TestIntegrationWiring(t *testing.T) {
 		for sc.Scan() {
 			var rec struct {
 				Section, User, Database, Host, Error string
-				OK, Ready, Reconnected         bool
-				Failures                       []string
-				Seconds                        float64
+				OK, Ready, Reconnected               bool
+				Failures                             []string
+				Seconds                              float64
 			}
 			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 				t.Fatalf("servicedb_check.py: %q: %v", sc.Text(), err)
