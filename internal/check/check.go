@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/secrets"
@@ -61,6 +62,9 @@ type Target struct {
 	Cluster *spec.Cluster
 	Nodes   map[string]node.Node
 	Secrets secrets.Values
+	// ServiceUsers are the OpenStack services' database users to look
+	// for (none: not checked).
+	ServiceUsers []galera.ServiceUser
 }
 
 // Options tune the measurements. The zero value is what 'hastack check'
@@ -166,6 +170,7 @@ func Run(ctx context.Context, t Target, o Options) Report {
 	g := newGatherer(t, o, &calls)
 	f := g.gather(ctx)
 	results := judge(t.Cluster, f, o)
+	results = append(results, judgeServiceDatabases(ctx, t, o)...)
 	return Report{Results: results, Duration: time.Since(start), Calls: calls.Load()}
 }
 
