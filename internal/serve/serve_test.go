@@ -120,7 +120,7 @@ func TestMetricsFromReport(t *testing.T) {
 			if !labels["cluster"] {
 				t.Errorf("%s has no cluster label", name)
 			}
-			if name != MetricHealthy && name != MetricServing && name != MetricProbeSeconds && name != MetricProbeAge && (!labels["node"] || !labels["service"]) {
+			if name != MetricHealthy && name != MetricServing && name != MetricProbeSeconds && name != MetricProbeAge && name != MetricProbeRounds && (!labels["node"] || !labels["service"]) {
 				t.Errorf("%s has no node or service label: %v", name, m.Label)
 			}
 		}
