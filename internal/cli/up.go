@@ -16,7 +16,6 @@ import (
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
-	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -56,7 +55,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		deploy.Connect(),
 		deploy.Facts(),
 		deploy.Packages(onThisMachine),
-		deploy.Secrets(store, openstack.SecretNames()...),
+		deploy.Secrets(store, extraSecrets()...),
 		deploy.Ports(),
 		chrony.Phase(),
 		memcached.Phase(),
