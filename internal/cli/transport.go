@@ -80,7 +80,7 @@ func reach(c *spec.Cluster, specPath string, lo lab.Options, opts sshnode.Option
 		return nil, nil, err
 	}
 	shared := len(labNodes) > 0 || sharesThisKernel(remote)
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: shared}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: shared, SpecPath: absPath(specPath)}, store, nil
 }
 
 // sshConfig is how to reach node n, with its files found as the spec
@@ -147,4 +147,13 @@ func sharesThisKernel(nodes []*sshnode.Node) bool {
 		}
 	}
 	return false
+}
+
+// absPath is p made absolute, so that files beside the spec are found
+// whatever the working folder; p itself when that fails.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -9,11 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hastack/hastack/internal/deploy"
-	"github.com/hastack/hastack/internal/engine/chrony"
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
-	"github.com/hastack/hastack/internal/engine/memcached"
-	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
@@ -45,26 +43,21 @@ func labTarget(c *spec.Cluster, specPath string, l *lab.Lab) (*plan.Target, *sec
 	if err != nil {
 		return nil, nil, err
 	}
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: true}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: true, SpecPath: absPath(specPath)}, store, nil
 }
 
 // Phases is the deploy, in order. Nodes on this machine (lab nodes, by
 // either transport) use its packages; real hosts get theirs installed.
 func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) []plan.Phase {
-	return []plan.Phase{
+	ps := []plan.Phase{
 		deploy.Connect(),
 		deploy.Facts(),
-		deploy.Packages(onThisMachine),
+		deploy.Packages(onThisMachine, engines.PackagesFor),
 		deploy.Secrets(store, extraSecrets()...),
 		deploy.Ports(),
-		chrony.Phase(),
-		memcached.Phase(),
-		galera.Phase(),
-		galera.ServiceDatabasesPhase(serviceUsers()),
-		rabbitmq.Phase(),
-		endpoint.Phase(bin),
-		verifyPhase(),
 	}
+	ps = append(ps, engines.Phases(engines.Inputs{Agent: bin})...)
+	return append(ps, verifyPhase())
 }
 
 func newUp(s Streams) *cobra.Command {

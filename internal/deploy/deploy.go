@@ -76,7 +76,13 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 			return rep, fmt.Errorf("phase %s: %w%s", ph.Name, err, resumeHint(o.DryRun))
 		}
 		if len(steps) == 0 {
-			say("[%s] nothing to do (%s)", ph.Name, since(pstart))
+			if ph.Verify != nil && !o.DryRun {
+				if err := verify(ctx, t, ph, say); err != nil {
+					return rep, err
+				}
+			} else {
+				say("[%s] nothing to do (%s)", ph.Name, since(pstart))
+			}
 			rep.Phases = append(rep.Phases, PhaseReport{Name: ph.Name, Duration: time.Since(pstart)})
 			continue
 		}
@@ -95,6 +101,11 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 				return rep, fmt.Errorf("%w%s", err, resumeHint(false))
 			}
 		}
+		if ph.Verify != nil {
+			if err := verify(ctx, t, ph, say); err != nil {
+				return rep, err
+			}
+		}
 		d := time.Since(pstart)
 		say("[%s] done: %d step(s) in %s", ph.Name, len(steps), since(pstart))
 		rep.Phases = append(rep.Phases, PhaseReport{Name: ph.Name, Steps: len(steps), Duration: d})
@@ -102,6 +113,16 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 	}
 	rep.Duration = time.Since(start)
 	return rep, nil
+}
+
+// verify runs a phase's Verify and says how long it took.
+func verify(ctx context.Context, t *plan.Target, ph plan.Phase, say func(string, ...any)) error {
+	start := time.Now()
+	if err := ph.Verify(ctx, t); err != nil {
+		return fmt.Errorf("phase %s: %w%s", ph.Name, err, resumeHint(false))
+	}
+	say("[%s] verified (%s)", ph.Name, since(start))
+	return nil
 }
 
 func resumeHint(dry bool) string {

@@ -165,3 +165,42 @@ func TestRunStepDeadline(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Verify runs after a phase's steps in a real run, and never in a dry run;
+// a failed verification fails the run.
+func TestRunVerify(t *testing.T) {
+	var order []string
+	ph := func(steps int, verr error) plan.Phase {
+		return plan.Phase{Name: "v",
+			Plan: func(context.Context, *plan.Target) ([]plan.Step, error) {
+				order = append(order, "plan")
+				var out []plan.Step
+				for range steps {
+					out = append(out, plan.Step{Host: "h", Action: "a", Do: func(context.Context) error { order = append(order, "step"); return nil }})
+				}
+				return out, nil
+			},
+			Verify: func(context.Context, *plan.Target) error { order = append(order, "verify"); return verr },
+		}
+	}
+	for _, c := range []struct {
+		steps int
+		dry   bool
+		verr  error
+		want  string
+	}{
+		{1, false, nil, "plan,step,verify"},
+		{0, false, nil, "plan,verify"},
+		{1, true, nil, "plan"},
+		{0, false, errors.New("not healthy"), "plan,verify"},
+	} {
+		order = nil
+		_, err := Run(context.Background(), &plan.Target{}, []plan.Phase{ph(c.steps, c.verr)}, Options{DryRun: c.dry})
+		if got := strings.Join(order, ","); got != c.want {
+			t.Errorf("%+v: ran %s, want %s", c, got, c.want)
+		}
+		if (err != nil) != (c.verr != nil) || (err != nil && !strings.Contains(err.Error(), "phase v: not healthy")) {
+			t.Errorf("%+v: err %v", c, err)
+		}
+	}
+}

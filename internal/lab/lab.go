@@ -23,7 +23,6 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +51,10 @@ type Options struct {
 	Exe string
 	// Log receives progress lines; nil discards them.
 	Log func(format string, a ...any)
+	// OS, when set (debian-12, debian-13), makes every spec node a booted
+	// Debian machine (systemd-nspawn, systemd as PID 1) rather than a
+	// namespace node. Only Up reads it; the lab records it.
+	OS string
 }
 
 // DefaultStateDir is where the lab keeps its state unless told otherwise.
@@ -100,11 +103,13 @@ const RoleUpstreamNTP = "ntp-upstream"
 // State is what lab.json records: the lab's plan and what has been made of
 // it so far.
 type State struct {
-	Cluster  string      `json:"cluster"`
-	SpecPath string      `json:"specPath,omitempty"`
-	Prefix   string      `json:"prefix"`
-	Created  time.Time   `json:"created"`
-	Ready    bool        `json:"ready"` // Up finished
+	Cluster  string    `json:"cluster"`
+	SpecPath string    `json:"specPath,omitempty"`
+	Prefix   string    `json:"prefix"`
+	Created  time.Time `json:"created"`
+	Ready    bool      `json:"ready"` // Up finished
+	// OS is the release of a lab of booted hosts; empty for the namespace lab.
+	OS       string      `json:"os,omitempty"`
 	Networks []NetState  `json:"networks"`
 	Nodes    []NodeState `json:"nodes"`
 	// ForwardRules are host iptables FORWARD rules the lab added so bridged
@@ -132,6 +137,9 @@ type NodeState struct {
 	NetNS   string       `json:"netns"`
 	Root    string       `json:"root"` // host folder holding the node's private folders
 	Extra   *UpstreamNTP `json:"upstreamNTP,omitempty"`
+	// Booted is set for a booted host (a lab with OS); PID and Start are
+	// then looked up when needed: they change when the machine reboots.
+	Booted *BootedState `json:"booted,omitempty"`
 }
 
 // NICState is one NIC of a lab node.
@@ -253,6 +261,10 @@ func (l *Lab) List() []Entry {
 			}
 		}
 		e.Running = n.PID > 0 && alive(n.PID, n.Start)
+		if n.Booted != nil {
+			_, err := machineInit(n.Booted)
+			e.Running = err == nil
+		}
 		out = append(out, e)
 	}
 	return out
@@ -383,9 +395,4 @@ func (l *Lab) nodeState(name string) (NodeState, error) {
 	}
 	slices.Sort(names)
 	return NodeState{}, fmt.Errorf("no lab node %q (the lab has: %s)", name, strings.Join(names, ", "))
-}
-
-// Ctx-free helper for commands: a deadline for short host operations.
-func shortCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 30*time.Second)
 }

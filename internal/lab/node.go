@@ -27,6 +27,18 @@ func (l *Lab) Node(name string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.Booted != nil {
+		pid, err := machineInit(n.Booted)
+		if err != nil {
+			return nil, fmt.Errorf("lab node %s is not running: %w", name, err)
+		}
+		st, err := procStart(pid)
+		if err != nil {
+			return nil, fmt.Errorf("lab node %s: %w", name, err)
+		}
+		n.PID, n.Start = pid, st
+		return &Node{st: n}, nil
+	}
 	if !alive(n.PID, n.Start) {
 		return nil, fmt.Errorf("lab node %s is not running (its init, pid %d, is gone); run 'hastack lab down' and 'hastack lab up'", name, n.PID)
 	}
@@ -81,10 +93,16 @@ func (n *Node) Command(ctx context.Context, argv []string, usr, dir string, env 
 		return nil, errors.New("no command")
 	}
 	args := []string{"-t", strconv.Itoa(n.st.PID), "-m", "-u", "-i", "-n", "-p"}
-	if dir != "" {
-		args = append(args, "--wd="+dir)
+	if dir == "" {
+		dir = "/"
+	}
+	if n.st.Booted != nil {
+		// A booted host has a root of its own. nsenter opens the folder
+		// before it enters the namespaces: name it through the host's
+		// view of that root.
+		args = append(args, "-r", "--wd="+filepath.Join(fmt.Sprintf("/proc/%d/root", n.st.PID), dir))
 	} else {
-		args = append(args, "--wd=/")
+		args = append(args, "--wd="+dir)
 	}
 	args = append(args, "--")
 	e := append([]string{}, nodeEnv...)

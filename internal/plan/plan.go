@@ -35,6 +35,9 @@ type Target struct {
 	// Nodes by spec node name, every node of the spec.
 	Nodes   map[string]node.Node
 	Secrets secrets.Values
+	// SpecPath is the spec's file on this machine; records that must
+	// survive a crash of hastack are kept beside it.
+	SpecPath string
 	// SharedClock is true when the nodes share this machine's clock (the
 	// lab): chronyd must then serve time without steering the clock.
 	SharedClock bool
@@ -62,9 +65,24 @@ func (t *Target) Say(phase, host, format string, a ...any) {
 type Phase struct {
 	Name string
 	// Plan gathers facts and returns the steps needed; none when the
-	// nodes are already as the spec wants them. It changes nothing.
+	// nodes are already as the spec wants them. It changes nothing and
+	// does not wait for anything to happen.
 	Plan func(ctx context.Context, t *Target) ([]Step, error)
+	// Verify, when set, runs after the phase's steps (or when there were
+	// none) in a real run, never in a dry run: it waits, within its own
+	// deadline, for the state the phase promises, and fails the run when
+	// it does not come.
+	Verify func(ctx context.Context, t *Target) error
 }
+
+// Refusal is a state a phase will not act on by itself: what is wrong and
+// what the operator can do. Nothing was changed when a phase refuses.
+type Refusal struct {
+	Problem string
+	Remedy  string
+}
+
+func (r *Refusal) Error() string { return r.Problem + ": " + r.Remedy }
 
 // Step is one action on one host.
 type Step struct {

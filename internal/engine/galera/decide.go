@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/hastack/hastack/internal/plan"
 )
 
 // This file is the decision at the heart of the Galera phase: which node
@@ -54,7 +56,26 @@ const (
 	// last committed position is recovered, and the most advanced one
 	// bootstraps.
 	ModeRecover
+	// ModePromote: survivors run without a Primary component (the others
+	// are gone); the most advanced survivor is promoted (pc.bootstrap).
+	// Only on explicit recovery, once the others are known to be down.
+	ModePromote
 )
+
+// Options are what the operator said, for 'hastack recover galera'. The
+// zero value is what 'up' does: nothing beyond the safe cases.
+type Options struct {
+	// Recover allows promoting survivors that lost their Primary
+	// component, once every other controller is down.
+	Recover bool
+	// BootstrapNode is the operator's choice of the node to bootstrap
+	// from, instead of the most advanced one; needs Yes when positions
+	// are unknown or the node is behind.
+	BootstrapNode string
+	// Yes confirms that unreachable controllers are down or cut off for
+	// good, and accepts what a named node lacks.
+	Yes bool
+}
 
 // Decision is what the phase will do, in order.
 type Decision struct {
@@ -72,27 +93,57 @@ type Decision struct {
 	Restart []string
 	// UUID is the cluster's state UUID, when known.
 	UUID string
+	// Promote lists the running survivors the most advanced of which is
+	// promoted (ModePromote).
+	Promote []string
+	// Unknown lists the controllers that could not be reached: the
+	// operator confirmed they are gone (Options.Yes).
+	Unknown []string
+	// Named is the node the operator chose (Options.BootstrapNode).
+	Named string
 }
 
-// Refusal is a state hastack will not act on by itself. It says what is
-// wrong and what the operator can do; nothing has been changed.
-type Refusal struct {
-	Problem string
-	Remedy  string
-}
-
-func (r *Refusal) Error() string { return r.Problem + ": " + r.Remedy }
+// Refusal is a state hastack will not act on by itself (plan.Refusal).
+type Refusal = plan.Refusal
 
 // Decide chooses from the views of every controller, in spec order.
-func Decide(views []View) (Decision, error) {
-	for _, v := range views {
-		if !v.Reachable {
-			return Decision{}, &Refusal{
-				Problem: fmt.Sprintf("%s cannot be reached, so its place in the cluster's history is unknown", v.Name),
-				Remedy:  fmt.Sprintf("bring %s back (or remove it from the spec) and run 'hastack up' again; hastack does not start or bootstrap Galera without knowing every controller's position", v.Name),
+func Decide(views []View, o Options) (Decision, error) {
+	d := Decision{Named: o.BootstrapNode}
+	if o.BootstrapNode != "" {
+		found := false
+		for _, v := range views {
+			if v.Name == o.BootstrapNode {
+				found = true
+				if v.Reachable && !v.Running && !v.hasData() {
+					return Decision{}, &Refusal{
+						Problem: fmt.Sprintf("--bootstrap-node %s: the node holds no Galera data (never joined, or wiped)", v.Name),
+						Remedy:  "name a controller that holds the cluster's data",
+					}
+				}
 			}
 		}
+		if !found {
+			return Decision{}, &Refusal{Problem: fmt.Sprintf("--bootstrap-node %s is not a controller of the spec", o.BootstrapNode), Remedy: "name one of " + strings.Join(names(views), ", ")}
+		}
 	}
+	var reachable []View
+	for _, v := range views {
+		if v.Reachable {
+			reachable = append(reachable, v)
+			continue
+		}
+		d.Unknown = append(d.Unknown, v.Name)
+	}
+	if len(d.Unknown) > 0 && !(o.Recover && o.Yes) {
+		return Decision{}, &Refusal{
+			Problem: fmt.Sprintf("%s cannot be reached, so its place in the cluster's history is unknown", strings.Join(d.Unknown, ", ")),
+			Remedy:  fmt.Sprintf("bring it back and run 'hastack up' again; hastack does not start or bootstrap Galera without knowing every controller's position. If it is gone for good (powered off, cut off), 'hastack recover galera --yes' goes on without it, saying what it cannot know"),
+		}
+	}
+	if len(reachable) == 0 {
+		return Decision{}, &Refusal{Problem: "no controller can be reached", Remedy: "bring at least one back"}
+	}
+	views = reachable
 	var running, primary, withData []View
 	for _, v := range views {
 		if v.Running {
@@ -105,7 +156,6 @@ func Decide(views []View) (Decision, error) {
 			withData = append(withData, v)
 		}
 	}
-	d := Decision{}
 	// A cluster's identity: the state UUID of the running Primary
 	// component, or the one every node with data agrees on.
 	if len(primary) > 0 {
@@ -145,14 +195,28 @@ func Decide(views []View) (Decision, error) {
 		}
 	}
 	if len(running) > 0 && len(primary) == 0 {
-		var states []string
+		var states, up []string
 		for _, v := range running {
 			states = append(states, v.Name+"="+v.Status)
+			up = append(up, v.Name)
 		}
-		return Decision{}, &Refusal{
-			Problem: fmt.Sprintf("Galera runs on %d node(s) but none is in a Primary component (%s): the cluster lost quorum", len(running), strings.Join(states, ", ")),
-			Remedy:  "hastack does not re-bootstrap a running cluster blindly. Find the most advanced node (highest wsrep_last_committed) and run there: SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'",
+		problem := fmt.Sprintf("Galera runs on %d node(s) but none is in a Primary component (%s): the cluster lost quorum", len(running), strings.Join(states, ", "))
+		if !o.Recover {
+			return Decision{}, &Refusal{
+				Problem: problem,
+				Remedy:  "hastack does not re-bootstrap a running cluster blindly: if the other controllers are down for good, 'hastack recover galera' promotes the most advanced survivor once it has confirmed that",
+			}
 		}
+		// Promoting is safe only when no other component can form: every
+		// other controller is known to be stopped (reachable, mariadb not
+		// running) or confirmed gone by the operator (Yes, above).
+		d.Mode, d.Promote = ModePromote, up
+		for _, v := range views {
+			if !v.Running {
+				d.Join = append(d.Join, v.Name)
+			}
+		}
+		return d, nil
 	}
 
 	switch {
@@ -168,6 +232,11 @@ func Decide(views []View) (Decision, error) {
 				d.Restart = append(d.Restart, v.Name)
 			}
 		}
+	case len(withData) == 0 && len(d.Unknown) > 0:
+		return Decision{}, &Refusal{
+			Problem: fmt.Sprintf("no reachable controller holds Galera data, and %s cannot be reached", strings.Join(d.Unknown, ", ")),
+			Remedy:  "a new cluster would throw away what the unreachable ones hold; bring them back",
+		}
 	case len(withData) == 0:
 		d.Mode, d.Boot = ModeNew, views[0].Name
 		d.Join = others(views, d.Boot)
@@ -179,10 +248,12 @@ func Decide(views []View) (Decision, error) {
 			}
 		}
 		// Galera marks the last node to leave safe to bootstrap. Trusted
-		// only when no other node is known to be further ahead: a marker
-		// left on a stale node (edited by hand, or copied with a
-		// datadir) must not decide which writes survive.
-		if len(safe) == 1 && !behind(safe[0], withData) {
+		// only when every other node's position is known (a clean stop)
+		// and none is further ahead: a node that crashed (seqno -1) may
+		// hold more than a stale marked node (one that stopped cleanly
+		// long before, or whose marker was edited or copied with a
+		// datadir), and only recovering its position tells.
+		if len(safe) == 1 && !untrusted(safe[0], withData) && len(d.Unknown) == 0 && (o.BootstrapNode == "" || o.BootstrapNode == safe[0].Name) {
 			d.Mode, d.Boot = ModeSafe, safe[0].Name
 			d.Join = others(views, d.Boot)
 			break
@@ -201,14 +272,23 @@ func Decide(views []View) (Decision, error) {
 	return d, nil
 }
 
-// behind reports whether another node's known position is ahead of v's.
-func behind(v View, all []View) bool {
+// untrusted reports whether another node's position is unknown (it
+// crashed) or ahead of v's.
+func untrusted(v View, all []View) bool {
 	for _, o := range all {
-		if o.Name != v.Name && o.Gra.Seqno > v.Gra.Seqno {
+		if o.Name != v.Name && (o.Gra.Seqno < 0 || o.Gra.Seqno > v.Gra.Seqno) {
 			return true
 		}
 	}
 	return false
+}
+
+func names(views []View) []string {
+	var out []string
+	for _, v := range views {
+		out = append(out, v.Name)
+	}
+	return out
 }
 
 func others(views []View, not string) []string {
@@ -232,6 +312,8 @@ func (d Decision) Describe(views []View) string {
 				return fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", v.Gra.Seqno)
 			}
 		}
+	case ModePromote:
+		return fmt.Sprintf("promote the most advanced of %s to a Primary component (pc.bootstrap): every other controller is down", strings.Join(d.Promote, ", "))
 	case ModeRecover:
 		var parts []string
 		for _, name := range d.Recover {

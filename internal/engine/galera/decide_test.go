@@ -45,9 +45,9 @@ func TestDecide(t *testing.T) {
 		{name: "clean full stop: the node marked safe bootstraps",
 			views: []View{stopped("ctl1", uuidA, 40, false), stopped("ctl2", uuidA, 41, false), stopped("ctl3", uuidA, 42, true)},
 			mode:  ModeSafe, boot: "ctl3", join: "ctl1,ctl2"},
-		{name: "safe node is the last standing, the others crashed earlier",
+		{name: "a safe node beside crashed ones: their positions are recovered first (they may be ahead)",
 			views: []View{stopped("ctl1", uuidA, -1, false), stopped("ctl2", uuidA, 42, true), stopped("ctl3", uuidA, -1, false)},
-			mode:  ModeSafe, boot: "ctl2", join: "ctl1,ctl3"},
+			mode:  ModeRecover, recover: "ctl1,ctl2,ctl3", join: "ctl1,ctl2,ctl3"},
 		{name: "power cut: every position recovered, most advanced chosen at run time",
 			views: []View{stopped("ctl1", uuidA, -1, false), stopped("ctl2", uuidA, -1, false), stopped("ctl3", uuidA, -1, false)},
 			mode:  ModeRecover, recover: "ctl1,ctl2,ctl3", join: "ctl1,ctl2,ctl3"},
@@ -84,7 +84,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d, err := Decide(c.views)
+			d, err := Decide(c.views, Options{})
 			if c.refuse != "" {
 				var r *Refusal
 				if !errors.As(err, &r) || !strings.Contains(err.Error(), c.refuse) || r.Remedy == "" {
@@ -102,6 +102,83 @@ func TestDecide(t *testing.T) {
 			}
 			if d.Describe(c.views) == "" {
 				t.Error("no description")
+			}
+		})
+	}
+}
+
+func TestDecideRecoverOptions(t *testing.T) {
+	survivor := View{Name: "ctl1", Reachable: true, Running: true, Answers: true, Status: "non-Primary/Initialized"}
+	// One survivor, the others stopped and reachable: promoted on recover.
+	d, err := Decide([]View{survivor, stopped("ctl2", uuidA, -1, false), stopped("ctl3", uuidA, -1, false)}, Options{Recover: true})
+	if err != nil || d.Mode != ModePromote || strings.Join(d.Promote, ",") != "ctl1" || strings.Join(d.Join, ",") != "ctl2,ctl3" {
+		t.Errorf("one survivor, others stopped: %+v %v", d, err)
+	}
+	// The others unreachable: a slow node must not cause a split brain,
+	// so nothing without the operator's confirmation.
+	views := []View{survivor, {Name: "ctl2"}, {Name: "ctl3"}}
+	if _, err := Decide(views, Options{Recover: true}); err == nil || !strings.Contains(err.Error(), "ctl2, ctl3 cannot be reached") {
+		t.Errorf("survivor with the others unreachable, no --yes: %v", err)
+	}
+	d, err = Decide(views, Options{Recover: true, Yes: true})
+	if err != nil || d.Mode != ModePromote || strings.Join(d.Unknown, ",") != "ctl2,ctl3" || len(d.Join) != 0 {
+		t.Errorf("survivor, others confirmed gone: %+v %v", d, err)
+	}
+	// 'up' never promotes.
+	if _, err := Decide([]View{survivor, stopped("ctl2", uuidA, -1, false), stopped("ctl3", uuidA, -1, false)}, Options{}); err == nil || !strings.Contains(err.Error(), "hastack recover galera") {
+		t.Errorf("up with a survivor: %v", err)
+	}
+	// A named node that is not a controller, or holds no data.
+	if _, err := Decide([]View{fresh("ctl1"), stopped("ctl2", uuidA, -1, false)}, Options{Recover: true, BootstrapNode: "cmp1"}); err == nil {
+		t.Error("named node outside the spec accepted")
+	}
+	if _, err := Decide([]View{wiped("ctl1"), stopped("ctl2", uuidA, -1, false)}, Options{Recover: true, BootstrapNode: "ctl1"}); err == nil || !strings.Contains(err.Error(), "no Galera data") {
+		t.Errorf("named wiped node: %v", err)
+	}
+	// Named node overrides a safe marker elsewhere: positions recovered.
+	d, err = Decide([]View{stopped("ctl1", uuidA, 3, false), stopped("ctl2", uuidA, 5, true)}, Options{Recover: true, BootstrapNode: "ctl1"})
+	if err != nil || d.Mode != ModeRecover {
+		t.Errorf("named node beside a safe one: %+v %v", d, err)
+	}
+}
+
+func TestChoose(t *testing.T) {
+	p := func(n string, seq int64) Position {
+		return Position{Node: n, UUID: uuidA, Seqno: seq, Source: "wsrep-recover"}
+	}
+	unknown := Position{Node: "ctl3", Source: "unknown", Err: "unreachable"}
+	foreign := Position{Node: "ctl3", UUID: uuidB, Seqno: 99, Source: "grastate"}
+	cases := []struct {
+		name   string
+		pos    []Position
+		named  string
+		yes    bool
+		want   string
+		refuse string
+		why    string
+	}{
+		{name: "most advanced", pos: []Position{p("ctl1", 5), p("ctl2", 9), p("ctl3", 7)}, want: "ctl2", why: "most advanced: seqno 9"},
+		{name: "tie: first in spec order", pos: []Position{p("ctl1", 9), p("ctl2", 9)}, want: "ctl1"},
+		{name: "a foreign position is never chosen", pos: []Position{p("ctl1", 5), foreign}, want: "ctl1"},
+		{name: "unknown position refused", pos: []Position{p("ctl1", 5), p("ctl2", 6), unknown}, refuse: "cannot be established"},
+		{name: "named and unknown needs yes", pos: []Position{p("ctl1", 5), unknown}, named: "ctl1", refuse: "unknown: ctl3"},
+		{name: "named and unknown with yes", pos: []Position{p("ctl1", 5), unknown}, named: "ctl1", yes: true, want: "ctl1", why: "beyond seqno 5 is lost"},
+		{name: "named behind says what is lost", pos: []Position{p("ctl1", 5), p("ctl2", 8)}, named: "ctl1", refuse: "ctl2 is 3 transaction(s) ahead"},
+		{name: "named behind with yes", pos: []Position{p("ctl1", 5), p("ctl2", 8)}, named: "ctl1", yes: true, want: "ctl1"},
+		{name: "named most advanced needs nothing", pos: []Position{p("ctl1", 8), p("ctl2", 5)}, named: "ctl1", want: "ctl1"},
+		{name: "named unknown refused", pos: []Position{p("ctl1", 8), unknown}, named: "ctl3", yes: true, refuse: "no known position"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, why, err := Choose(c.pos, uuidA, c.named, c.yes)
+			if c.refuse != "" {
+				if err == nil || !strings.Contains(err.Error(), c.refuse) {
+					t.Fatalf("got %s (%s), %v; want a refusal with %q", got, why, err, c.refuse)
+				}
+				return
+			}
+			if err != nil || got != c.want || !strings.Contains(why, c.why) {
+				t.Errorf("got %s (%s), %v; want %s (%s)", got, why, err, c.want, c.why)
 			}
 		})
 	}

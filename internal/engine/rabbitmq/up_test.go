@@ -696,6 +696,11 @@ func TestRefuseUnsafe(t *testing.T) {
 			case err != nil && strings.Count(err.Error(), "\n") > 0 && tc.name != "split clusters":
 				t.Errorf("one problem reported more than once:\n%v", err)
 			}
+			// Every refusal is typed and carries its remedy.
+			var r *plan.Refusal
+			if err != nil && (!errors.As(err, &r) || r.Problem == "" || r.Remedy == "") {
+				t.Errorf("refusal %q is not a plan.Refusal with a remedy", err)
+			}
 		})
 	}
 }

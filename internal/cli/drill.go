@@ -1,0 +1,427 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hastack/hastack/internal/deploy"
+	hadrill "github.com/hastack/hastack/internal/drill"
+	"github.com/hastack/hastack/internal/engine/endpoint"
+	"github.com/hastack/hastack/internal/engine/galera"
+	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/openstack"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/spec"
+	"github.com/hastack/hastack/internal/sshnode"
+	"github.com/hastack/hastack/internal/status"
+)
+
+func newDrill(s Streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drill",
+		Short: "Break a controller the way real ones fail, and report what the clients saw",
+		Long: `A drill runs client workloads through the layer (database through the VIP,
+messages with publisher confirms), breaks one node the way real controllers
+fail (a killed engine, a hung host, a cut cable, a power loss), heals it,
+waits until status is healthy and verifies that no acknowledged write or
+confirmed message was lost. It reports the outage window the clients saw,
+latency and throughput per phase, errors by kind, and the loss accounting.
+
+Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
+3 data lost.`,
+	}
+	cmd.AddCommand(newDrillList(s), newDrillRun(s))
+	return cmd
+}
+
+func newDrillList(s Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "The scenarios a drill can run",
+		Long:    "Every scenario a drill can run, with what it breaks and how it puts it back.",
+		Example: `  hastack drill list`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			writeScenarios(s.Out)
+			return nil
+		},
+	}
+}
+
+func writeScenarios(w interface{ Write([]byte) (int, error) }) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tWHAT IT DOES")
+	for _, sc := range hadrill.Scenarios() {
+		fmt.Fprintf(tw, "%s\t%s\n", sc.Name, sc.Description)
+	}
+	tw.Flush()
+}
+
+type drillFlags struct {
+	file, node, output, reportDir string
+	hold, baseline                time.Duration
+	repeat                        int
+	all, yes                      bool
+}
+
+func newDrillRun(s Streams) *cobra.Command {
+	f := &drillFlags{}
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO... | --all",
+		Short: "Run scenarios: baseline, fault held, heal, recovery to healthy, verification",
+		Example: `  hastack drill run kill-db
+  hastack drill run freeze-node cut-node --hold 10s -o json
+  hastack drill run --all --repeat 3 --report out/`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDrill(cmd.Context(), s, f, args)
+		},
+	}
+	addSpecFlag(cmd, &f.file)
+	cmd.Flags().StringVar(&f.node, "node", "", "the node to break (default: the controller that holds the VIP and takes the writes; for clock-stop the first compute node)")
+	cmd.Flags().DurationVar(&f.hold, "hold", 30*time.Second, "how long the fault is held (at most 10m)")
+	cmd.Flags().DurationVar(&f.baseline, "baseline", 10*time.Second, "how long the workloads run before the fault (at least 10s)")
+	cmd.Flags().IntVar(&f.repeat, "repeat", 1, "run every scenario this many times")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&f.reportDir, "report", "", "write an HTML report (index.html) and the raw timelines (timelines.json) into this folder")
+	cmd.Flags().BoolVar(&f.all, "all", false, "run every scenario")
+	cmd.Flags().BoolVar(&f.yes, "yes", false, "on hosts that are not a lab: break them anyway")
+	return cmd
+}
+
+func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) error {
+	var names []string
+	switch {
+	case f.all && len(args) > 0:
+		return usagef("give scenarios or --all, not both")
+	case f.all:
+		names = hadrill.Names()
+	case len(args) == 0:
+		var b bytes.Buffer
+		writeScenarios(&b)
+		return usagef("name a scenario (or --all):\n%s", b.String())
+	default:
+		for _, a := range args {
+			if _, ok := hadrill.Find(a); !ok {
+				var b bytes.Buffer
+				writeScenarios(&b)
+				return usagef("unknown scenario %q; the scenarios are:\n%s", a, b.String())
+			}
+		}
+		names = args
+	}
+	if f.hold <= 0 || f.hold > 10*time.Minute {
+		return usagef("--hold %s: give a duration above 0 and at most 10m", f.hold)
+	}
+	if f.baseline < 10*time.Second {
+		return usagef("--baseline %s: at least 10s", f.baseline)
+	}
+	if f.repeat < 1 || f.repeat > 100 {
+		return usagef("--repeat %d: give 1 to 100", f.repeat)
+	}
+	if f.output != "" && f.output != "json" && f.output != "text" {
+		return usagef("-o %q: use json or text", f.output)
+	}
+	c, err := loadSpec(f.file, s.Err)
+	if err != nil {
+		return err
+	}
+	if f.node != "" {
+		if _, ok := c.Node(f.node); !ok {
+			return usagef("--node %s: no such node in %s (nodes: %s)", f.node, f.file, strings.Join(plan.Names(c.Spec.Nodes), ", "))
+		}
+	}
+	isLab := true
+	for _, n := range c.Spec.Nodes {
+		if _, ok := c.NodeSSH(n); ok {
+			isLab = false
+		}
+	}
+	if !isLab && !f.yes {
+		var b strings.Builder
+		for _, n := range names {
+			sc, _ := hadrill.Find(n)
+			fmt.Fprintf(&b, "\n  %s: %s", n, sc.Breaks)
+		}
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("cluster %q is not a lab: a drill breaks real hosts; give --yes to run it anyway. It will break:%s", c.Metadata.Name, b.String())}
+	}
+	t, store, err := reach(c, f.file, lab.Options{}, sshnode.Options{})
+	if err != nil {
+		return err
+	}
+	var l *lab.Lab
+	if isLab {
+		if l, err = lab.Open(lab.Options{}); err != nil {
+			return err
+		}
+	}
+	first := c.Controllers()[0].Name
+	r := status.Collect(ctx, statusTarget(t))
+	if !r.Healthy {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: status is %s, not healthy, so a drill would measure a broken layer (nothing was broken): %s", r.Verdict, strings.Join(r.Problems, "; "))}
+	}
+	unlock, err := hadrill.Lock(ctx, t.Nodes[first], names)
+	if err != nil {
+		if errors.Is(err, hadrill.ErrBusy) {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %w", err)}
+		}
+		return err
+	}
+	defer unlock()
+
+	// Ctrl-C and SIGTERM end the hold early; the drill still heals.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	env := drillEnv(s, c, f, t, store, l)
+	writer := r.Writer
+	if writer == "" {
+		for _, e := range r.Services.Endpoint {
+			if e.HoldsVIP {
+				writer = e.Node
+			}
+		}
+	}
+	if writer == "" {
+		writer = first
+	}
+	var recs []hadrill.RunRecord
+	var rep hadrill.Report
+	for run := 1; run <= f.repeat && ctx.Err() == nil; run++ {
+		for _, name := range names {
+			if ctx.Err() != nil {
+				break
+			}
+			sc, _ := hadrill.Find(name)
+			target := f.node
+			if target == "" {
+				target = writer
+				if sc.OnCompute {
+					if cs := c.Computes(); len(cs) > 0 {
+						target = cs[0].Name
+					} else {
+						target = ""
+					}
+				}
+			}
+			if target == "" {
+				fmt.Fprintf(s.Err, "%s: skipped: the cluster has no compute node\n", name)
+				continue
+			}
+			if len(recs) > 0 {
+				// Each scenario starts from a healthy layer.
+				if ok, problems := waitStatus(ctx, env, 3*time.Minute); !ok {
+					return fmt.Errorf("before %s: status not healthy within 3m of the previous scenario: %s", name, strings.Join(problems, "; "))
+				}
+				// The writer may have moved.
+				if f.node == "" && !sc.OnCompute {
+					if r := status.Collect(ctx, statusTarget(t)); r.Writer != "" {
+						target = r.Writer
+					}
+				}
+			}
+			fmt.Fprintf(s.Err, "== %s on %s (run %d of %d): baseline %s, hold %s\n", name, target, run, f.repeat, f.baseline, f.hold)
+			rec := hadrill.Run(ctx, env, sc, target)
+			recs = append(recs, rec)
+			sr := hadrill.Build(rec, hadrill.DefaultTargets())
+			if f.repeat > 1 {
+				sr.Run = run
+			}
+			rep.Scenarios = append(rep.Scenarios, sr)
+			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
+		}
+	}
+	if f.reportDir != "" {
+		if err := writeDrillReport(f.reportDir, rep, recs); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.Err, "report: %s\n", filepath.Join(f.reportDir, "index.html"))
+	}
+	if f.output == "json" {
+		err = rep.WriteJSON(s.Out)
+	} else {
+		err = rep.WriteText(s.Out)
+	}
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return &ExitError{Code: ExitFailed, Err: errors.New("drill interrupted; the fault was undone")}
+	}
+	if code := rep.ExitCode(); code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+func waitStatus(ctx context.Context, env *hadrill.Env, bound time.Duration) (bool, []string) {
+	deadline := time.Now().Add(bound)
+	for {
+		ok, problems := env.Status(ctx)
+		if ok || time.Now().After(deadline) || ctx.Err() != nil {
+			return ok, problems
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func writeDrillReport(dir string, rep hadrill.Report, recs []hadrill.RunRecord) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var h bytes.Buffer
+	if err := rep.WriteHTML(&h); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), h.Bytes(), 0o644); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(recs, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "timelines.json"), data, 0o644)
+}
+
+// drillEnv wires the drill to this cluster: faults through the lab (or
+// through the node interface on real hosts), status, 'hastack up', and the
+// workloads' endpoints and credentials.
+func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *secrets.Store, l *lab.Lab) *hadrill.Env {
+	var faults hadrill.Faulter = hadrill.NodeFaulter{Nodes: t.Nodes, Services: hadrill.EngineServices}
+	if l != nil {
+		faults = labFaulter{l: l}
+	}
+	env := &hadrill.Env{
+		Faults:        faults,
+		Controllers:   plan.Names(c.Controllers()),
+		Computes:      plan.Names(c.Computes()),
+		Baseline:      f.baseline,
+		Hold:          f.hold,
+		Settle:        30 * time.Second,
+		RecoveryBound: hadrill.DefaultTargets().HealthyAfter + time.Minute,
+		After:         5 * time.Second,
+		Log: func(format string, a ...any) {
+			fmt.Fprintf(s.Err, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+		},
+		Skipped: map[string]string{},
+		Nodes:   t.Nodes,
+	}
+	// The OpenStack view: real oslo.messaging and oslo.cache, configured
+	// from the rendered nova.conf and keystone.conf ([cache]).
+	if files, err := openstack.Render(c, store); err != nil {
+		env.Skipped["rpc"], env.Skipped["cache"] = err.Error(), err.Error()
+	} else {
+		for _, fl := range files {
+			switch fl.Path {
+			case openstack.Dir + "/nova.conf":
+				env.RPCConf = fl.Content
+			case openstack.Dir + "/keystone.conf":
+				env.CacheConf = fl.Content
+			}
+		}
+	}
+	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
+		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
+		env.Skipped["rpc"], env.Skipped["cache"] = why, why
+	}
+	env.Status = func(ctx context.Context) (bool, []string) {
+		r := status.Collect(ctx, statusTarget(t))
+		return r.Healthy, r.Problems
+	}
+	env.Up = func(ctx context.Context) (bool, []string, error) {
+		var ut *plan.Target
+		var ustore *secrets.Store
+		var err error
+		if l != nil {
+			ut, ustore, err = labTarget(c, f.file, l)
+		} else {
+			ut, ustore, err = target(c, f.file, lab.Options{})
+		}
+		if err != nil {
+			return false, nil, err
+		}
+		bin, err := endpoint.LoadAgentBinary()
+		if err != nil {
+			return false, nil, err
+		}
+		var out bytes.Buffer
+		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
+		return rep.Steps > 0, upActions(out.String()), err
+	}
+	vip := c.Spec.Database.Endpoint
+	env.DB = &hadrill.DBOptions{
+		Addr: net.JoinHostPort(vip.VIP, strconv.Itoa(vip.Port)), User: galera.AdminUser,
+		Password: t.Secrets.Get(secrets.DatabaseAdminPassword),
+	}
+	r := c.Spec.RabbitMQ
+	vhost := "/"
+	if r.VHost != "/" {
+		vhost += url.PathEscape(r.VHost)
+	}
+	var urls, nodes []string
+	for _, n := range c.Controllers() {
+		nodes = append(nodes, n.Name)
+		urls = append(urls, "amqp://"+url.UserPassword(r.User, t.Secrets.Get(secrets.RabbitServicePassword)).String()+"@"+net.JoinHostPort(n.Address, strconv.Itoa(r.Port))+vhost)
+	}
+	env.MQ = &hadrill.MQOptions{URLs: urls, Nodes: nodes, Quorum: r.QueueType != "mirrored"}
+	return env
+}
+
+// upActions keeps the lines of 'up' that say what it did to a host.
+func upActions(out string) []string {
+	var did []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "[") {
+			continue
+		}
+		rest := line[strings.Index(line, "]")+1:]
+		if slices.ContainsFunc([]string{": ok (", "still working", "nothing to do", "done:", "all: "}, func(p string) bool { return strings.Contains(rest, p) }) {
+			continue
+		}
+		did = append(did, strings.TrimSpace(line))
+	}
+	return did
+}
+
+// labFaulter acts on lab nodes from the host.
+type labFaulter struct{ l *lab.Lab }
+
+func (f labFaulter) KillService(ctx context.Context, n, svc string) (string, error) {
+	return f.l.Kill(ctx, n, svc)
+}
+func (f labFaulter) KillNode(ctx context.Context, n string) (string, error) {
+	return f.l.Kill(ctx, n, "")
+}
+func (f labFaulter) Freeze(ctx context.Context, n string) (string, error) { return f.l.Freeze(ctx, n) }
+func (f labFaulter) Thaw(ctx context.Context, n string) (string, error)   { return f.l.Thaw(ctx, n) }
+func (f labFaulter) Cut(ctx context.Context, n string) (string, error)    { return f.l.Partition(ctx, n) }
+func (f labFaulter) Heal(ctx context.Context, n string) (string, error)   { return f.l.Heal(ctx, n) }
+func (f labFaulter) StopService(ctx context.Context, n, svc string) (string, error) {
+	nd, err := f.l.Node(n)
+	if err != nil {
+		return "", err
+	}
+	if err := nd.Supervisor().Stop(ctx, svc, 60*time.Second); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: stopped %s gracefully", n, svc), nil
+}

@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// Refusals that need no cluster: each is exit 2, and nothing runs.
+func TestDrillRefusalsShort(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
+	t.Setenv(lab.EnvPrefix, "dq")
+	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "drq", Controllers: 3, Computes: 1, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drill", "run", "no-such"}, "freeze-node"}, // the refusal lists the scenarios
+		{[]string{"drill", "run"}, "kill-db"},
+		{[]string{"drill", "run", "kill-db", "--hold", "0s"}, "--hold"},
+		{[]string{"drill", "run", "kill-db", "--hold", "11m"}, "--hold"},
+		{[]string{"drill", "run", "kill-db", "--node", "ctl9"}, "no such node"},
+		{[]string{"drill", "run", "kill-db", "--all"}, "not both"},
+	} {
+		o, e, code := runIn(t, dir, "", c.args...)
+		if code != 2 || !strings.Contains(o+e, c.want) {
+			t.Errorf("hastack %s: exit %d, want 2 naming %q:\n%s%s", strings.Join(c.args, " "), code, c.want, o, e)
+		}
+	}
+	o, _, code := runIn(t, dir, "", "drill", "list")
+	if code != 0 || !strings.Contains(o, "cut-node") || !strings.Contains(o, "power-loss") {
+		t.Errorf("drill list: exit %d\n%s", code, o)
+	}
+}
+
+// drillLab makes the drill tests' lab: prefix dt, addresses in 10.172.
+func drillLab(t *testing.T) (string, func(args ...string) (string, int)) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
+	t.Setenv(lab.EnvPrefix, "dt")
+	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "drilltest", Controllers: 3, Computes: 1, Lab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.NewReplacer("10.78.0.", "10.172.4.", "10.78.1.", "10.172.5.", "10.77.", "10.172.").Replace(string(data))
+	if strings.Contains(y, "10.77.") || strings.Contains(y, "10.78.") {
+		t.Fatal("drill test spec still has default addresses")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hs := labUp(t, dir)
+	if _, code := hs("up"); code != 0 {
+		t.Fatal("up failed")
+	}
+	return dir, hs
+}
+
+type drillJSON struct {
+	Scenarios []struct {
+		Name          string  `json:"name"`
+		Node          string  `json:"node"`
+		HealthyAfterS float64 `json:"healthyAfterS"`
+		Recovered     bool    `json:"recovered"`
+		UpActed       bool    `json:"upActed"`
+		Verdict       string  `json:"verdict"`
+		Misses        []string
+		Losses        []string
+		Error         string
+		Workloads     []struct {
+			Name       string   `json:"name"`
+			Skipped    string   `json:"skipped"`
+			WindowS    *float64 `json:"windowS"`
+			P99Ms      *float64 `json:"p99Ms"`
+			MaxMs      *float64 `json:"maxMs"`
+			Errors     *int     `json:"errors"`
+			Acked      *int     `json:"acked"`
+			Lost       *int     `json:"lost"`
+			Unknown    *int     `json:"unknown"`
+			Committed  *int     `json:"unknownCommitted"`
+			Confirmed  *int     `json:"confirmed"`
+			Duplicates *int     `json:"duplicates"`
+			Verified   bool     `json:"verified"`
+		} `json:"workloads"`
+	} `json:"scenarios"`
+}
+
+// TestIntegrationDrill runs every scenario for real on a lab, with short
+// holds, and checks behaviour: each scenario ran its workloads through the
+// fault, no acknowledged write or confirmed message was lost, the layer
+// came back healthy, the refusals (another drill running, an unhealthy
+// layer) break nothing, and the HTML report has one chart per scenario.
+// Figures are reported, never asserted.
+func TestIntegrationDrill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: deploys the layer on a lab and breaks it with every drill scenario; runs without -short, as root")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("integration tests need root")
+	}
+	dir, hs := drillLab(t)
+
+	// Another drill running: the lock on the first controller.
+	if _, code := hs("lab", "exec", "ctl1", "--", "mkdir", "-p", "/run/hastack/drill.lock"); code != 0 {
+		t.Fatal("making the lock by hand failed")
+	}
+	o, e, code := runIn(t, dir, "", "drill", "run", "kill-db", "--hold", "5s")
+	if code != 2 || !strings.Contains(o+e, "another drill is running") {
+		t.Errorf("drill with the lock held: exit %d, want 2 and 'another drill is running':\n%s%s", code, o, e)
+	}
+	hs("lab", "exec", "ctl1", "--", "rm", "-rf", "/run/hastack/drill.lock")
+
+	report := filepath.Join(dir, "report")
+	out, e, code := runIn(t, dir, "", "drill", "run", "--all", "--hold", "5s", "-o", "json", "--report", report)
+	t.Logf("drill run --all --hold 5s: exit %d\n%s", code, e)
+	if code == 3 {
+		t.Errorf("data lost (exit 3): a finding about the layer:\n%s", out)
+	} else if code != 0 && code != 1 {
+		t.Fatalf("drill run --all: exit %d, want 0 or 1 (1: a target missed)", code)
+	}
+	var rep drillJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("drill JSON: %v\n%s", err, out)
+	}
+	if got, want := len(rep.Scenarios), len(strings.Fields("kill-db kill-mq kill-cache freeze-node cut-node kill-node rolling-restart power-loss clock-stop")); got != want {
+		t.Errorf("%d scenarios ran, want %d", got, want)
+	}
+	for _, s := range rep.Scenarios {
+		if s.Error != "" {
+			t.Errorf("%s: %s", s.Name, s.Error)
+		}
+		if !s.Recovered {
+			t.Errorf("%s: status not healthy again after the heal", s.Name)
+		}
+		if s.Node == "" {
+			t.Errorf("%s: no target node", s.Name)
+		}
+		if s.Name == "clock-stop" && s.Node != "cmp1" {
+			t.Errorf("clock-stop broke %s, want the compute node", s.Node)
+		}
+		if s.Name == "kill-db" && !s.UpActed {
+			t.Errorf("kill-db: up did not have to act, yet mariadb was killed")
+		}
+		for _, w := range s.Workloads {
+			if w.Skipped != "" {
+				continue
+			}
+			if w.WindowS == nil || w.P99Ms == nil || w.MaxMs == nil || w.Errors == nil {
+				t.Errorf("%s/%s: a required field is missing", s.Name, w.Name)
+			}
+			if !w.Verified {
+				t.Errorf("%s/%s: verification did not complete", s.Name, w.Name)
+			}
+			switch w.Name {
+			case "db":
+				if w.Acked == nil || *w.Acked == 0 || w.Lost == nil || w.Unknown == nil || w.Committed == nil {
+					t.Errorf("%s/db: no acknowledged writes, or the loss fields are missing", s.Name)
+				} else if *w.Lost != 0 {
+					t.Errorf("%s/db: %d acknowledged writes lost: %v", s.Name, *w.Lost, s.Losses)
+				}
+			case "mq":
+				if w.Confirmed == nil || *w.Confirmed == 0 || w.Lost == nil || w.Duplicates == nil {
+					t.Errorf("%s/mq: no confirmed messages, or the loss fields are missing", s.Name)
+				} else if *w.Lost != 0 {
+					t.Errorf("%s/mq: %d confirmed messages lost: %v", s.Name, *w.Lost, s.Losses)
+				}
+			}
+		}
+	}
+	if _, code := hs("status"); code != 0 {
+		t.Errorf("status after the drills: exit %d, want healthy", code)
+	}
+	// The lock was released.
+	if _, code := hs("lab", "exec", "ctl1", "--", "test", "!", "-e", "/run/hastack/drill.lock"); code != 0 {
+		t.Errorf("the drill lock is still held after the drill")
+	}
+	page, err := os.ReadFile(filepath.Join(report, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(page), "<svg"); n != len(rep.Scenarios) {
+		t.Errorf("report has %d charts, want %d", n, len(rep.Scenarios))
+	}
+	checkInChromium(t, filepath.Join(report, "index.html"), len(rep.Scenarios))
+
+	// An unhealthy layer: refused, nothing broken.
+	if _, code := hs("lab", "fault", "kill", "ctl2", "memcached"); code != 0 {
+		t.Fatal("kill memcached failed")
+	}
+	o, e, code = runIn(t, dir, "", "drill", "run", "kill-db", "--hold", "5s")
+	if code != 2 || !strings.Contains(o+e, "not healthy") {
+		t.Errorf("drill on an unhealthy layer: exit %d, want 2:\n%s%s", code, o, e)
+	}
+}
+
+// checkInChromium loads the page in headless Chromium (Debian's chromium
+// package): it must load, have one chart per scenario, and log no console
+// error. Without chromium the check is skipped with a note.
+func checkInChromium(t *testing.T, page string, charts int) {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Logf("chromium not installed (Debian package chromium, scripts/install-deps): the report was not opened in a browser")
+		return
+	}
+	// --dump-dom prints the DOM after load; console errors go to stderr
+	// with --enable-logging=stderr --v=0 as "CONSOLE(...)" lines.
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+page)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	if n := strings.Count(string(dom), "<svg"); n != charts {
+		t.Errorf("chromium: %d charts in the loaded page, want %d", n, charts)
+	}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "CONSOLE") || strings.Contains(l, "Uncaught") {
+			t.Errorf("chromium console: %s", l)
+		}
+	}
+}
