@@ -168,9 +168,14 @@ func Run(ctx context.Context, t Target, o Options) Report {
 	o = o.withDefaults()
 	var calls atomic.Int64
 	g := newGatherer(t, o, &calls)
+	// The services' databases are read through the endpoint beside the
+	// gathering, not after it (before a deploy the VIP does not answer
+	// and that costs the connect timeout).
+	dbs := make(chan []Result, 1)
+	go func() { dbs <- judgeServiceDatabases(ctx, t, o) }()
 	f := g.gather(ctx)
 	results := judge(t.Cluster, f, o)
-	results = append(results, judgeServiceDatabases(ctx, t, o)...)
+	results = append(results, <-dbs...)
 	return Report{Results: results, Duration: time.Since(start), Calls: calls.Load()}
 }
 
