@@ -70,6 +70,7 @@ func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
 	var withSSH bool
 	var osName string
+	var bare bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Make one virtual node per spec node",
@@ -99,6 +100,9 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 				}
 			}
+			if bare && osName == "" {
+				return usagef("--bare needs --os: the namespace lab uses this machine's packages")
+			}
 			if osName != "" {
 				// Refused before anything is made.
 				if _, err := lab.ParseOS(osName); err != nil {
@@ -119,7 +123,7 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 				}
 			}
 			opts := f.options(s)
-			opts.OS = osName
+			opts.OS, opts.Bare = osName, bare
 			l, err := lab.Up(cmd.Context(), c, path, opts)
 			if err != nil {
 				return err
@@ -136,6 +140,7 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
 	cmd.Flags().StringVar(&osName, "os", "", "make every node a booted Debian host with systemd as PID 1 (debian-12 or debian-13), reached over SSH; the base image is built once per release under the state folder")
+	cmd.Flags().BoolVar(&bare, "bare", false, "with --os: hosts without the engines' packages; hastack's packages phase installs them from the lab's package repository")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "run sshd in every node and point the spec's ssh block at them: later commands reach the nodes over SSH")
 	return cmd
 }

@@ -78,11 +78,11 @@ const imageMarker = "etc/hastack-lab-image"
 
 // BootedTools are the host commands a booted lab needs, with the Debian
 // package of each.
-var BootedTools = map[string]string{"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "nsenter": "util-linux", "ip": "iproute2"}
+var BootedTools = map[string]string{"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "nsenter": "util-linux", "ip": "iproute2", "dpkg-scanpackages": "dpkg-dev"}
 
 func checkBootedTools() error {
 	var missing []string
-	for _, tool := range []string{"systemd-nspawn", "debootstrap", "nsenter", "ip"} {
+	for _, tool := range []string{"systemd-nspawn", "debootstrap", "nsenter", "ip", "dpkg-scanpackages"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, BootedTools[tool])
 		}
@@ -107,31 +107,47 @@ type BootedState struct {
 	Machine   string   `json:"machine"`
 	// Started is when systemd-nspawn was started (boot figures).
 	Started time.Time `json:"started"`
+	// Repo is the package repository the host sees at repoMount.
+	Repo string `json:"repo,omitempty"`
 }
 
 // EnvImageDir places the base images elsewhere than <state>/images, so that
 // labs with other state folders (tests) share them.
 const EnvImageDir = "HASTACK_LAB_IMAGE_DIR"
 
-func (l *Lab) imageDir(r Release) string {
-	if d := os.Getenv(EnvImageDir); d != "" {
-		return filepath.Join(d, r.Name)
+func (l *Lab) imageDir(r Release, bare bool) string {
+	name := r.Name
+	if bare {
+		name += "-bare"
 	}
-	return filepath.Join(l.opts.StateDir, "images", r.Name)
+	if d := os.Getenv(EnvImageDir); d != "" {
+		return filepath.Join(d, name)
+	}
+	return filepath.Join(l.opts.StateDir, "images", name)
 }
+
+// repoMount is where a booted host sees the lab's package repository.
+const repoMount = "/srv/hastack-lab-repo"
 
 // ensureImage returns the release's base image, building it when there is
 // no finished one. A half-built image (no marker) is removed and built
 // again, never used.
-func (l *Lab) ensureImage(ctx context.Context, r Release) (string, error) {
-	dir := l.imageDir(r)
-	if _, err := os.Stat(filepath.Join(dir, imageMarker)); err == nil {
+//
+// Every package the engines need (downloaded while the image is built) is
+// also kept as a package repository beside the image (<image>.repo, indexed
+// with dpkg-scanpackages), which every host of the lab sees read-only as
+// its only apt source: the hosts have no route out, yet hastack's packages
+// phase runs apt-get install there for real. With bare, the image has none
+// of the engines installed (the packages phase installs them).
+func (l *Lab) ensureImage(ctx context.Context, r Release, bare bool) (string, error) {
+	dir := l.imageDir(r, bare)
+	if imageReady(dir) {
 		l.opts.Log("image %s: using %s", r.Name, dir)
 		return dir, nil
 	}
 	start := time.Now()
 	tmp := dir + ".building"
-	for _, d := range []string{dir, tmp} {
+	for _, d := range []string{dir, tmp, dir + ".repo"} {
 		if _, err := os.Stat(d); err == nil {
 			l.opts.Log("image %s: %s is not a finished image; removing it", r.Name, d)
 			if err := removeTree(d); err != nil {
@@ -160,7 +176,12 @@ func (l *Lab) ensureImage(ctx context.Context, r Release) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "usr/sbin/policy-rc.d"), []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
 		return "", err
 	}
-	script := "set -e; apt-get update -qq; apt-get install -y -q --no-install-recommends " + strings.Join(engineImagePackages, " ") + "; apt-get clean; rm -rf /var/lib/apt/lists/*"
+	install := "apt-get install -y -q --no-install-recommends "
+	if bare {
+		install += "--download-only "
+	}
+	script := "set -e; apt-get update -qq; " + install + strings.Join(engineImagePackages, " ") +
+		"; mkdir -p /hastack-repo; cp /var/cache/apt/archives/*.deb /hastack-repo/; apt-get clean; rm -rf /var/lib/apt/lists/*"
 	cg, err := makeCgroups(l.state.Prefix + "-build-" + r.Name)
 	if err != nil {
 		return "", err
@@ -170,6 +191,12 @@ func (l *Lab) ensureImage(ctx context.Context, r Release) (string, error) {
 		"-E", "DEBIAN_FRONTEND=noninteractive", "sh", "-c", script)
 	if err := l.logged(bctx, filepath.Dir(dir), "apt-"+r.Name+".log", cmd); err != nil {
 		return "", fmt.Errorf("image %s: installing the engines' packages: %w", r.Name, err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "hastack-repo"), dir+".repo"); err != nil {
+		return "", err
+	}
+	if err := l.logged(bctx, dir+".repo", "dpkg-scanpackages.log", scanPackages(bctx, dir+".repo")); err != nil {
+		return "", fmt.Errorf("image %s: indexing its package repository: %w", r.Name, err)
 	}
 	if err := finishImage(tmp, r); err != nil {
 		return "", fmt.Errorf("image %s: %w", r.Name, err)
@@ -381,7 +408,12 @@ func (l *Lab) cloneNode(ctx context.Context, n NodeState, image string, hosts []
 		{"etc/ssh/ssh_host_ed25519_key", key, 0o600},
 		{"etc/ssh/ssh_host_ed25519_key.pub", ssh.MarshalAuthorizedKey(pub), 0o644},
 		{"root/.ssh/authorized_keys", ssh.MarshalAuthorizedKey(client), 0o600},
+		// The host's only package source: the lab's repository (it has
+		// no route to a mirror).
+		{"etc/apt/sources.list", []byte("# Written by hastack lab: this host reaches no mirror; its packages come from\n# the lab's repository (sources.list.d/hastack-lab.list).\n"), 0o644},
+		{"etc/apt/sources.list.d/hastack-lab.list", []byte("deb [trusted=yes] file:" + repoMount + " ./\n"), 0o644},
 	}
+	_ = os.Remove(filepath.Join(root, "etc/apt/sources.list.d/debian.sources"))
 	for _, f := range files {
 		p := filepath.Join(root, f.path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -420,7 +452,7 @@ func (l *Lab) makeBootedNode(ctx context.Context, i int, image string, hosts []b
 	if err := ipBatch(ctx, n.NetNS, inside); err != nil {
 		return err
 	}
-	b := &BootedState{Machine: l.state.Prefix + "-" + n.Name, Console: filepath.Join(n.Root, "console.log")}
+	b := &BootedState{Machine: l.state.Prefix + "-" + n.Name, Console: filepath.Join(n.Root, "console.log"), Repo: image + ".repo"}
 	l.mu.Lock()
 	l.state.Nodes[i].Booted = b
 	l.mu.Unlock()
@@ -462,6 +494,9 @@ func (l *Lab) startMachine(n NodeState, b *BootedState, root string) error {
 		// The network namespace is the node's own: keepalived adds the VIP
 		// there, as systemd-nspawn allows in namespaces it makes itself.
 		"--capability=CAP_NET_ADMIN"}
+	if b.Repo != "" {
+		nspawn = append(nspawn, "--bind-ro="+b.Repo+":"+repoMount)
+	}
 	loop := `while :; do "$@" </dev/null; rc=$?; [ "$rc" = 133 ] || exit "$rc"; echo "hastack lab: the machine rebooted; booting it again"; done`
 	cmd := inCgroups(context.Background(), b.Cgroups, append([]string{"sh", "-c", loop, "sh"}, nspawn...)...)
 	// The node's network namespace is its own (made by the lab), so its
@@ -595,7 +630,7 @@ func firstColumn(s string) string {
 // per spec node, and the namespace lab's stand-in time servers.
 func (l *Lab) buildBooted(ctx context.Context, r Release) error {
 	start := time.Now()
-	image, err := l.ensureImage(ctx, r)
+	image, err := l.ensureImage(ctx, r, l.state.Bare)
 	if err != nil {
 		return err
 	}
@@ -784,4 +819,19 @@ func (l *Lab) refuseBooted(what string) error {
 		return fmt.Errorf("lab %s: not supported yet on a lab of booted hosts (%s); nothing was changed", what, os)
 	}
 	return nil
+}
+
+// scanPackages indexes a folder of .deb files as a flat apt repository.
+func scanPackages(ctx context.Context, dir string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "sh", "-c", "dpkg-scanpackages -m . >Packages.tmp && mv Packages.tmp Packages")
+	cmd.Dir = dir
+	return cmd
+}
+
+// imageReady reports whether dir is a finished image: its marker (written
+// last) and its package repository's index are there.
+func imageReady(dir string) bool {
+	_, repoErr := os.Stat(filepath.Join(dir+".repo", "Packages"))
+	_, err := os.Stat(filepath.Join(dir, imageMarker))
+	return err == nil && repoErr == nil
 }

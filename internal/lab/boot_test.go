@@ -32,3 +32,30 @@ func TestTail(t *testing.T) {
 		t.Errorf("tail of a missing file: %q", got)
 	}
 }
+
+// A build cut short leaves an image folder without its marker (written
+// last) or without its repository's index: never taken for an image.
+func TestHalfBuiltImageIsNotReady(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "debian-12")
+	write := func(p string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "etc/os-release"))
+	if imageReady(dir) {
+		t.Fatal("an image without its marker is ready")
+	}
+	write(filepath.Join(dir, imageMarker))
+	if imageReady(dir) {
+		t.Fatal("an image without its package repository is ready")
+	}
+	write(filepath.Join(dir+".repo", "Packages"))
+	if !imageReady(dir) {
+		t.Fatal("a finished image is not ready")
+	}
+}

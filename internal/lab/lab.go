@@ -55,6 +55,9 @@ type Options struct {
 	// Debian machine (systemd-nspawn, systemd as PID 1) rather than a
 	// namespace node. Only Up reads it; the lab records it.
 	OS string
+	// Bare, with OS, leaves the engines out of the image: hastack's
+	// packages phase installs them from the lab's package repository.
+	Bare bool
 }
 
 // DefaultStateDir is where the lab keeps its state unless told otherwise.
@@ -110,6 +113,7 @@ type State struct {
 	Ready    bool      `json:"ready"` // Up finished
 	// OS is the release of a lab of booted hosts; empty for the namespace lab.
 	OS       string      `json:"os,omitempty"`
+	Bare     bool        `json:"bare,omitempty"`
 	Networks []NetState  `json:"networks"`
 	Nodes    []NodeState `json:"nodes"`
 	// ForwardRules are host iptables FORWARD rules the lab added so bridged

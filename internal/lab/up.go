@@ -77,7 +77,10 @@ func Up(ctx context.Context, c *spec.Cluster, specPath string, o Options) (*Lab,
 	if err != nil {
 		return nil, err
 	}
-	st.OS = rel.Name
+	st.OS, st.Bare = rel.Name, o.Bare && rel.Name != ""
+	if o.Bare && rel.Name == "" {
+		return nil, errors.New("--bare needs --os: the namespace lab uses this machine's packages")
+	}
 	if err := preflight(ctx, st); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,8 @@ type facts struct {
 	// force_load file 'rabbitmqctl force_boot' leaves) says not to.
 	runningAtShutdown []string
 	forceBoot         bool
+	// major is the installed RabbitMQ's major version (0: unknown).
+	major int
 	// apiErr is nil when the management API answered /api/nodes with
 	// members; it is only asked when the service runs.
 	apiErr  error
@@ -117,6 +119,7 @@ func gather(ctx context.Context, e *env, f *facts) error {
 			}
 		}
 	}
+	f.major = installedMajor(ctx, f.nd)
 	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"test", "-e", mnesiaDir(f.n) + "/schema.DAT"}})
 	var ce *node.CommandError
 	switch {

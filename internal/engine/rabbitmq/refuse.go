@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/spec"
 )
 
 // refuseUnsafe refuses what no step of this phase should repair on its own:
@@ -72,7 +73,11 @@ func refuseUnsafe(e *env, all []*facts) error {
 		}
 	}
 	if len(partitioned) > 0 {
-		errs = append(errs, partitionError(e, partitioned, len(all)))
+		if heal := healable(e, all, partitioned); heal != nil {
+			e.heal = heal
+		} else {
+			errs = append(errs, partitionError(e, partitioned, len(all)))
+		}
 	}
 	if nodesRunning == 0 {
 		if err := deadlockedStart(all); err != nil {
@@ -179,16 +184,14 @@ func strangerError(running []string, members string, strangers []string) error {
 // they rejoin the majority, dropping what only they received since the
 // split. With no majority side, it says so and names none.
 func partitionError(e *env, partitioned map[string][]string, clusterSize int) error {
-	var lines, minority []string
+	var lines []string
 	for _, m := range slices.Sorted(maps.Keys(partitioned)) {
 		slices.Sort(partitioned[m])
 		lines = append(lines, fmt.Sprintf("%s cannot reach %s", m, strings.Join(partitioned[m], ", ")))
-		if 2*len(partitioned[m]) > clusterSize-1 {
-			minority = append(minority, m)
-		}
 	}
+	minority := minoritySide(partitioned, clusterSize)
 	head := fmt.Sprintf("RabbitMQ is partitioned (%s); partition handling is %s", strings.Join(lines, "; "), e.t.Cluster.Spec.RabbitMQ.PartitionHandling)
-	if len(minority) == 0 || 2*len(minority) >= clusterSize {
+	if minority == nil {
 		return &plan.Refusal{
 			Problem: fmt.Sprintf("%s. No node is cut off from a majority of the %d nodes (a partial partition, an even split, or a view not updated yet: a broker restarted a few seconds ago still shows in its peers' list for about 15 s), so hastack names none to restart", head, clusterSize),
 			Remedy:  "if you just restarted one, wait and run 'hastack up' again; otherwise choose the side whose data to keep and restart the broker on every node of the other side ('rabbitmqctl stop_app; rabbitmqctl start_app' there), then run 'hastack up' again",
@@ -202,6 +205,124 @@ func partitionError(e *env, partitioned map[string][]string, clusterSize int) er
 		Problem: fmt.Sprintf("%s. The minority side is %s", head, strings.Join(hosts, ", ")),
 		Remedy:  fmt.Sprintf("once the network between the nodes works (a frozen or paused node stays partitioned after it resumes), restart the broker there so it rejoins the majority, discarding what only it received since the split: on %s run 'rabbitmqctl stop_app; rabbitmqctl start_app', then run 'hastack up' again", strings.Join(hosts, " and ")),
 	}
+}
+
+// minoritySide is the members cut off from more than half of the others,
+// when they are fewer than half of the cluster: the side to restart. nil
+// when no side is clearly the minority.
+func minoritySide(partitioned map[string][]string, clusterSize int) []string {
+	var minority []string
+	for _, m := range slices.Sorted(maps.Keys(partitioned)) {
+		if 2*len(partitioned[m]) > clusterSize-1 {
+			minority = append(minority, m)
+		}
+	}
+	if len(minority) == 0 || 2*len(minority) >= clusterSize {
+		return nil
+	}
+	return minority
+}
+
+// healable returns the controllers 'up' may restart by itself to heal a
+// partition, as RabbitMQ's autoheal would: the queues are quorum queues,
+// whose confirmed messages live on a majority, so a restart of the nodes
+// outside it discards nothing a publisher was told is safe; every
+// controller's broker process runs (a majority paused by pause_minority
+// resumes once the others rejoin); and one smallest set of fewer than half
+// the nodes, once restarted, leaves the others all reaching each other
+// (restartSet). With classic mirrored queues a minority may hold the only
+// copy of confirmed messages: an operator decides (the refusal says how).
+func healable(e *env, all []*facts, partitioned map[string][]string) []*facts {
+	if e.t.Cluster.Spec.RabbitMQ.QueueType != spec.QueueQuorum {
+		return nil
+	}
+	var names []string
+	for _, f := range all {
+		if !f.running {
+			return nil
+		}
+		names = append(names, NodeName(f.n))
+	}
+	set := restartSet(names, partitioned)
+	var heal []*facts
+	for _, f := range all {
+		if slices.Contains(set, NodeName(f.n)) {
+			heal = append(heal, f)
+		}
+	}
+	return heal
+}
+
+// restartSet is the smallest set of fewer than half the nodes whose removal
+// leaves nodes that all reach each other, by the partition reports (a
+// report of a cannot reach b counts both ways: views of a partition are
+// often one-sided). When several sets of that size qualify, the one whose
+// members the most reports name as unreachable wins (the node that hung is
+// the one its peers gave up on); a tie is no answer: nil.
+func restartSet(nodes []string, partitioned map[string][]string) []string {
+	cut := map[[2]string]bool{}
+	named := map[string]int{}
+	for a, bs := range partitioned {
+		for _, b := range bs {
+			cut[[2]string{a, b}], cut[[2]string{b, a}] = true, true
+			named[b]++
+		}
+	}
+	if len(cut) == 0 {
+		return nil
+	}
+	n := len(nodes)
+	for size := 1; 2*size < n; size++ {
+		var best []string
+		bestScore, tie := -1, false
+		for mask := 0; mask < 1<<n; mask++ {
+			if bitsSet(mask) != size {
+				continue
+			}
+			var out, in []string
+			for i, name := range nodes {
+				if mask&(1<<i) != 0 {
+					out = append(out, name)
+				} else {
+					in = append(in, name)
+				}
+			}
+			whole := true
+			for _, a := range in {
+				for _, b := range in {
+					whole = whole && !cut[[2]string{a, b}]
+				}
+			}
+			if !whole {
+				continue
+			}
+			score := 0
+			for _, o := range out {
+				score += named[o]
+			}
+			switch {
+			case score > bestScore:
+				best, bestScore, tie = out, score, false
+			case score == bestScore:
+				tie = true
+			}
+		}
+		if best != nil {
+			if tie {
+				return nil
+			}
+			return best
+		}
+	}
+	return nil
+}
+
+func bitsSet(x int) int {
+	c := 0
+	for ; x > 0; x &= x - 1 {
+		c++
+	}
+	return c
 }
 
 func strayError(member string) error {

@@ -69,6 +69,19 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			wave++
 		}
 		toStart = blank
+		if len(withData) == 0 && formsTogether(blank) {
+			group := map[string]bool{}
+			for _, f := range blank {
+				group[f.n.Name] = true
+			}
+			for _, f := range blank {
+				steps = append(steps, startStep(e, f, wave, startFormTogether, group, false))
+				touched = append(touched, f)
+			}
+			maps.Copy(up, group)
+			wave++
+			toStart = nil
+		}
 	}
 	for _, f := range toStart {
 		how := startJoin

@@ -52,11 +52,12 @@ func waitStep(e *env, f *facts, wave int) plan.Step {
 type startHow int
 
 const (
-	startFirst    startHow = iota // a blank node forming the cluster
-	startJoin                     // a blank node joining the running cluster
-	startRejoin                   // a former member coming back
-	startRestart                  // a running member restarted for its new configuration
-	startTogether                 // a former member started with the others after a full stop
+	startFirst        startHow = iota // a blank node forming the cluster
+	startJoin                         // a blank node joining the running cluster
+	startRejoin                       // a former member coming back
+	startRestart                      // a running member restarted for its new configuration
+	startTogether                     // a former member started with the others after a full stop
+	startFormTogether                 // blank nodes of RabbitMQ 4 forming the cluster at once
 )
 
 // startStep starts (or restarts) the broker on one node and waits until it
@@ -84,6 +85,9 @@ func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool,
 		then = "wait until it is back in the cluster with " + strings.Join(e.nodeNames(expect, n.Name), ", ")
 	case startTogether:
 		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
+		timeout = fullRestartTimeout
+	case startFormTogether:
+		then = "with the other blank nodes at once (RabbitMQ 4's peer discovery waits for every listed node); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
 		timeout = fullRestartTimeout
 	}
 	return plan.Step{Host: n.Name, Wave: wave,
@@ -220,6 +224,86 @@ func waitMember(ctx context.Context, e *env, f *facts, expect map[string]bool, t
 		return fmt.Errorf("%s: %w%s", n.Name, err, logTails(ctx, f))
 	}
 	return nil
+}
+
+// healStep restarts the RabbitMQ application of a node on the minority
+// side of a partition, as autoheal would: it rejoins the majority and
+// discards what only it received since the split (with quorum queues,
+// nothing confirmed: those live on the majority). It waits until every
+// controller runs in one cluster with no partition left.
+func healStep(e *env, f *facts, wave int) plan.Step {
+	action := fmt.Sprintf("restart the RabbitMQ application on %s (rabbitmqctl stop_app; start_app): it is cut off from the majority in a partition that did not heal; it rejoins, discarding what only it received since the split (quorum queues: nothing confirmed)", NodeName(f.n))
+	return plan.Step{Host: f.n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		start := time.Now()
+		// A view taken right after a broker restarted can still list a
+		// partition for about 15 s: if it clears by itself meanwhile,
+		// there is nothing to restart.
+		if cleared(ctx, e, 15*time.Second) {
+			e.say(f.n.Name, "the partition cleared by itself; nothing restarted")
+			return nil
+		}
+		for _, argv := range [][]string{{"rabbitmqctl", "stop_app"}, {"rabbitmqctl", "start_app"}} {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			_, err := f.nd.Run(cctx, node.Cmd{Argv: argv})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w%s", strings.Join(argv, " "), err, logTails(ctx, f))
+			}
+		}
+		api := e.api(f.n)
+		err := plan.WaitFor(ctx, NodeName(f.n)+" back in one cluster with no partition", 5*time.Minute, func(ctx context.Context) (bool, string) {
+			members, err := api.nodes(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			var bad []string
+			for _, c := range e.ctls {
+				found := false
+				for _, m := range members {
+					if m.Name == NodeName(c) {
+						found = true
+						if !m.Running || len(m.Partitions) > 0 {
+							bad = append(bad, m.Name)
+						}
+					}
+				}
+				if !found {
+					bad = append(bad, NodeName(c)+" (not a member)")
+				}
+			}
+			if len(bad) > 0 {
+				return false, "not yet running without a partition: " + strings.Join(bad, ", ")
+			}
+			return true, ""
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w%s", f.n.Name, err, logTails(ctx, f))
+		}
+		e.say(f.n.Name, "partition healed: %s rejoined, every controller runs in one cluster (%s)", NodeName(f.n), time.Since(start).Round(time.Millisecond))
+		return nil
+	}}
+}
+
+// cleared waits up to d for every answering controller to report every
+// member running with no partition.
+func cleared(ctx context.Context, e *env, d time.Duration) bool {
+	err := plan.WaitFor(ctx, "the partition to clear", d, func(ctx context.Context) (bool, string) {
+		answered := 0
+		for _, c := range e.ctls {
+			members, err := e.api(c).nodes(ctx)
+			if err != nil {
+				continue
+			}
+			answered++
+			for _, m := range members {
+				if !m.Running || len(m.Partitions) > 0 {
+					return false, m.Name + " not whole"
+				}
+			}
+		}
+		return answered == len(e.ctls), ""
+	})
+	return err == nil
 }
 
 // logTails returns the end of the broker's output and log, to put under an

@@ -92,6 +92,9 @@ type env struct {
 	ctls          []spec.Node
 	adminPassword string
 	defs          []byte // the rendered definitions.json
+	// heal is the minority side of a partition that the phase restarts
+	// by itself (refuse.go: healable).
+	heal []*facts
 }
 
 // api is a management API client of node n, logged in as hastack's
@@ -136,6 +139,16 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 	}
 	if err := refuseUnsafe(e, all); err != nil {
 		return nil, err
+	}
+	if len(e.heal) > 0 {
+		// A partition with a clear minority: its brokers restart and
+		// rejoin first; the rest of the plan waits for the next run,
+		// made from the facts of a whole cluster.
+		var steps []plan.Step
+		for _, f := range e.heal {
+			steps = append(steps, healStep(e, f, 0))
+		}
+		return append(steps, checkStep(e, all[0], nil, 1)), nil
 	}
 	steps, wave, checked := schedule(e, all)
 	if !checked {

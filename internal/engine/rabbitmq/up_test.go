@@ -342,6 +342,59 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
 		t.Fatalf("plan after the rejoin: %d steps, want none", len(steps))
 	}
+
+	// A controller hung for 30 s (SIGSTOP: no TCP reset), then thawed.
+	// The others declare it down after net_ticktime; thawed, it finds
+	// them "gone": a partition that RabbitMQ does not heal by itself
+	// under pause_minority. With quorum queues the phase restarts the
+	// minority and the bus is whole again, with no command given.
+	if _, err := l.Freeze(ctx, "ctl1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(30 * time.Second):
+	}
+	if _, err := l.Thaw(ctx, "ctl1"); err != nil {
+		t.Fatal(err)
+	}
+	partitioned := false
+	_ = plan.WaitFor(ctx, "a partition, or the cluster whole again", 90*time.Second, func(ctx context.Context) (bool, string) {
+		whole := true
+		for _, n := range ctls {
+			members, err := admin(n).nodes(ctx)
+			if err != nil {
+				whole = false
+				continue
+			}
+			for _, m := range members {
+				if len(m.Partitions) > 0 {
+					partitioned = true
+				}
+				whole = whole && m.Running && len(m.Partitions) == 0
+			}
+		}
+		return partitioned || whole, ""
+	})
+	t.Logf("after a 30 s freeze of ctl1: partitioned=%v", partitioned)
+	t0 = time.Now()
+	steps = planSteps(t, ctx, tg)
+	healed := false
+	for _, s := range steps {
+		healed = healed || strings.Contains(s.Action, "cut off from the majority in a partition")
+	}
+	if partitioned && !healed {
+		t.Fatalf("a partition after the freeze, and the plan does not heal it: %+v", steps)
+	}
+	runSteps(t, ctx, steps)
+	if steps := planSteps(t, ctx, tg); len(steps) > 0 {
+		// The heal ends the first run; what the partition left (a paused
+		// broker's definitions) is for the second, as a second 'up'.
+		runSteps(t, ctx, steps)
+	}
+	t.Logf("bus whole again %s after the thaw was planned for (heal step planned: %v)", time.Since(t0).Round(time.Millisecond), healed)
+	checkCluster(t)
 }
 
 // amqpLogin opens an AMQP 0-9-1 connection with PLAIN credentials and opens
@@ -612,6 +665,9 @@ func TestSchedule(t *testing.T) {
 
 func TestRefuseUnsafe(t *testing.T) {
 	c := testCluster(t, 3)
+	// Classic mirrored queues: a partition is the operator's to heal
+	// (TestPartitionHealedWithQuorumQueues: with quorum queues, up heals).
+	c.Spec.RabbitMQ.QueueType = spec.QueueMirrored
 	healthy := nodeState{running: true, answers: true, hasData: true}
 	stopped := nodeState{hasData: true}
 	all3 := map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}
@@ -884,6 +940,83 @@ Kernel pid terminated (application_controller) ({application_start_failure,rabbi
 	} {
 		if featureFlagRace(err) {
 			t.Errorf("recognised as the race: %v", err)
+		}
+	}
+}
+
+// With quorum queues, a partition whose minority is clear is healed by the
+// phase (the minority's application restarted), not refused; without a
+// clear minority, or with a minority broker not running, it is refused.
+func TestPartitionHealedWithQuorumQueues(t *testing.T) {
+	c := testCluster(t, 3)
+	healthy := nodeState{running: true, answers: true, hasData: true}
+	for _, tc := range []struct {
+		name   string
+		states map[string]nodeState
+		edit   func(all []*facts)
+		heal   string
+		refuse string
+	}{
+		{"minority seen by the majority", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[0].members[2].Partitions = []string{"rabbit@ctl1", "rabbit@ctl2"}
+		}, "ctl3", ""},
+		// The majority paused itself (pause_minority): its brokers run but
+		// do not answer; the thawed node answers alone.
+		{"majority paused, the thawed node alone", map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, hasData: true, apiErr: errors.New("paused")}, "ctl3": {running: true, hasData: true, apiErr: errors.New("paused")}}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2", "rabbit@ctl3"}
+		}, "ctl1", ""},
+		// One-sided view, as seen after a 30 s freeze of ctl1: only ctl2
+		// says it cannot reach ctl1. ctl1 is the node its peers gave up on.
+		{"one-sided report", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[1].members[1].Partitions = []string{"rabbit@ctl1"}
+		}, "ctl1", ""},
+		{"two nodes that cannot reach each other: no way to tell", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2"}
+			all[0].members[1].Partitions = []string{"rabbit@ctl1"}
+		}, "", "No node is cut off from a majority"},
+		{"a majority broker not running", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {hasData: true}}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2", "rabbit@ctl3"}
+		}, "", "The minority side is ctl1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEnv(t, c)
+			all := testFacts(t, e, tc.states)
+			tc.edit(all)
+			err := refuseUnsafe(e, all)
+			var healed []string
+			for _, f := range e.heal {
+				healed = append(healed, f.n.Name)
+			}
+			if tc.refuse != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refuse) || len(healed) > 0 {
+					t.Fatalf("got heal %v, %v; want a refusal with %q", healed, err, tc.refuse)
+				}
+				return
+			}
+			if err != nil || strings.Join(healed, ",") != tc.heal {
+				t.Fatalf("got heal %v, %v; want heal %s", healed, err, tc.heal)
+			}
+		})
+	}
+}
+
+func TestRestartSet(t *testing.T) {
+	nodes := []string{"a", "b", "c", "d", "e"}
+	for _, tc := range []struct {
+		name string
+		p    map[string][]string
+		want string
+	}{
+		{"none", map[string][]string{}, ""},
+		{"one cut off from all", map[string][]string{"a": {"b", "c", "d", "e"}}, "a"},
+		{"two cut off together", map[string][]string{"a": {"c", "d", "e"}, "b": {"c", "d", "e"}}, "a,b"},
+		{"even split is no minority in 5: three against two", map[string][]string{"c": {"a", "b"}, "d": {"a", "b"}, "e": {"a", "b"}}, "a,b"},
+		{"a single edge, named once", map[string][]string{"c": {"d"}}, "d"},
+		{"a single edge, named both ways: a tie", map[string][]string{"c": {"d"}, "d": {"c"}}, ""},
+		{"too many cut: no set under half", map[string][]string{"a": {"b", "c", "d", "e"}, "b": {"c", "d", "e"}, "c": {"d", "e"}}, ""},
+	} {
+		if got := strings.Join(restartSet(nodes, tc.p), ","); got != tc.want {
+			t.Errorf("%s: restart %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
