@@ -14,7 +14,6 @@ import (
 	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
-	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
@@ -54,7 +53,7 @@ func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) 
 		deploy.Connect(),
 		deploy.Facts(),
 		deploy.Packages(onThisMachine, engines.PackagesFor),
-		deploy.Secrets(store, openstack.SecretNames()...),
+		deploy.Secrets(store, extraSecrets()...),
 		deploy.Ports(),
 	}
 	ps = append(ps, engines.Phases(engines.Inputs{Agent: bin})...)

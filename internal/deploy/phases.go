@@ -151,14 +151,37 @@ func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string,
 	return missing, nil
 }
 
+// mark is what a secret leaves on a controller once a cluster was
+// deployed with it: a path (glob), counted only beside another (also).
+type mark struct{ what, glob, also string }
+
+// Extra is a secret beyond the layer's own (an OpenStack service's
+// database password, the token cache key), and the mark a controller
+// bears once the cluster used it: Glob, a path the node's shell expands,
+// named What in messages; no Glob when nothing shows it.
+type Extra struct {
+	Name, What, Glob string
+}
+
 // Secrets generates the secrets the cluster needs, once, into the 0600
-// secrets file beside the spec. Everything after reads them. more names
-// secrets beyond the layer's own (the OpenStack services' database
-// passwords, the token cache key).
-func Secrets(store *secrets.Store, more ...string) plan.Phase {
+// secrets file beside the spec. Everything after reads them. A secret
+// whose mark a controller already bears is not generated: the run is
+// refused (see refuseNewSecretsForOldCluster).
+func Secrets(store *secrets.Store, extra ...Extra) plan.Phase {
+	state := map[string]mark{}
+	for k, v := range deployedState {
+		state[k] = v
+	}
+	names := secrets.Names()
+	for _, e := range extra {
+		names = append(names, e.Name)
+		if e.Glob != "" {
+			state[e.Name] = mark{what: e.What, glob: e.Glob}
+		}
+	}
 	return plan.Phase{Name: "secrets", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		var missing []string
-		for _, n := range append(secrets.Names(), more...) {
+		for _, n := range names {
 			if !store.Has(n) {
 				missing = append(missing, n)
 			}
@@ -167,7 +190,7 @@ func Secrets(store *secrets.Store, more ...string) plan.Phase {
 			return nil, nil
 		}
 		slices.Sort(missing)
-		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing); err != nil {
+		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing, state); err != nil {
 			return nil, err
 		}
 		// Generated now, stored by the step: later phases plan with the
@@ -195,7 +218,7 @@ func Secrets(store *secrets.Store, more ...string) plan.Phase {
 // (guest only), which is no deployment; the package never writes
 // definitions.json. Galera's grastate.dat appears only once wsrep ran, not
 // for the package's stand-alone MariaDB.
-var deployedState = map[string]struct{ what, glob, also string }{
+var deployedState = map[string]mark{
 	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat", ""},
 	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
 	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
@@ -208,7 +231,7 @@ var deployedState = map[string]struct{ what, glob, also string }{
 // give RabbitMQ nodes a different Erlang cookie one restart at a time
 // (each restarted node then cannot talk to the others). Nothing has
 // changed when it refuses.
-func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string) error {
+func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string, deployedState map[string]mark) error {
 	// The missing secrets grouped by the state they would have left.
 	globs := map[string][]string{}
 	for _, m := range missing {

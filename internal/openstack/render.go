@@ -87,18 +87,6 @@ func Databases() []Database {
 	return out
 }
 
-// SecretNames lists the secrets the rendered configs use beyond the
-// layer's own: each service's database password and the token cache key.
-func SecretNames() []string {
-	var out []string
-	for _, s := range services {
-		if len(s.databases) > 0 {
-			out = append(out, DatabasePasswordSecret(s.name))
-		}
-	}
-	return append(out, MemcacheSecretKey)
-}
-
 // Failover timings hastack writes, in one place.
 const (
 	retryInterval  = 1   // s before the first reconnection attempt

@@ -34,6 +34,7 @@ const (
 	MetricServiceDatabase    = "hastack_service_database_ok"
 	MetricProbeSeconds       = "hastack_probe_duration_seconds"
 	MetricProbeAge           = "hastack_probe_age_seconds"
+	MetricProbeRounds        = "hastack_probe_rounds_total"
 )
 
 // Engine names used as the service label.
@@ -52,11 +53,12 @@ type collector struct {
 	cluster string
 	round   Round
 	age     float64
+	rounds  int
 	descs   map[string]*prometheus.Desc
 }
 
-func newCollector(cluster string, round Round, age float64) *collector {
-	c := &collector{cluster: cluster, round: round, age: age, descs: map[string]*prometheus.Desc{}}
+func newCollector(cluster string, round Round, age float64, rounds int) *collector {
+	c := &collector{cluster: cluster, round: round, age: age, rounds: rounds, descs: map[string]*prometheus.Desc{}}
 	cl := prometheus.Labels{"cluster": cluster}
 	add := func(name, help string, extra ...string) {
 		c.descs[name] = prometheus.NewDesc(name, help, append(append([]string{}, nodeService...), extra...), cl)
@@ -85,6 +87,7 @@ func newCollector(cluster string, round Round, age float64) *collector {
 	add(MetricServiceDatabase, "1 when the OpenStack service's databases and user are as its rendered config needs (service: the OpenStack service, node: where writes go)")
 	c.descs[MetricProbeSeconds] = prometheus.NewDesc(MetricProbeSeconds, "how long the probe round took", nil, cl)
 	c.descs[MetricProbeAge] = prometheus.NewDesc(MetricProbeAge, "age of the probe round served (shared by concurrent scrapes)", nil, cl)
+	c.descs[MetricProbeRounds] = prometheus.NewDesc(MetricProbeRounds, "probe rounds run since the server started (concurrent scrapes share one)", nil, cl)
 	return c
 }
 
@@ -113,6 +116,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(MetricServing, b2f(r.Verdict != status.NotServing))
 	g(MetricProbeSeconds, c.round.Took.Seconds())
 	g(MetricProbeAge, c.age)
+	cnt(MetricProbeRounds, float64(c.rounds))
 	for _, e := range r.Services.Galera {
 		g(MetricUp, b2f(e.Healthy), e.Node, svcGalera)
 		g(MetricGaleraSynced, b2f(e.Healthy), e.Node, svcGalera)

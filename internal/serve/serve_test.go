@@ -120,7 +120,7 @@ func TestMetricsFromReport(t *testing.T) {
 			if !labels["cluster"] {
 				t.Errorf("%s has no cluster label", name)
 			}
-			if name != MetricHealthy && name != MetricServing && name != MetricProbeSeconds && name != MetricProbeAge && (!labels["node"] || !labels["service"]) {
+			if name != MetricHealthy && name != MetricServing && name != MetricProbeSeconds && name != MetricProbeAge && name != MetricProbeRounds && (!labels["node"] || !labels["service"]) {
 				t.Errorf("%s has no node or service label: %v", name, m.Label)
 			}
 		}
@@ -371,5 +371,61 @@ func TestAlertRules(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, "check", "rules", p).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// The rules fire on the series they are for (promtool test rules): two VIP
+// holders, a Galera node seeing 2 of 3 nodes for more than a minute, a
+// RabbitMQ partition, and nothing on a healthy cluster.
+func TestAlertRulesFire(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (Debian package prometheus, 96 MB, not in scripts/install-deps): the rules were not evaluated")
+	}
+	c := exampleCluster(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), Rules(c).Content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const tests = `rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - {series: 'hastack_cluster_healthy{cluster="alerts"}', values: '0x5'}
+      - {series: 'hastack_vip_holder{cluster="alerts",node="ctl1",service="endpoint"}', values: '1x5'}
+      - {series: 'hastack_vip_holder{cluster="alerts",node="ctl2",service="endpoint"}', values: '1x5'}
+      - {series: 'hastack_galera_cluster_size{cluster="alerts",node="ctl1",service="galera"}', values: '2x5'}
+      - {series: 'hastack_rabbitmq_partitions{cluster="alerts",node="ctl3",service="rabbitmq"}', values: '0 1x4'}
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: HastackTwoVIPHolders
+        exp_alerts:
+          - exp_labels: {cluster: alerts, severity: critical}
+            exp_annotations: {summary: "2 controllers hold the database VIP 10.77.0.10 (split keepalived)"}
+      - eval_time: 3m
+        alertname: HastackGaleraClusterSmall
+        exp_alerts:
+          - exp_labels: {cluster: alerts, node: ctl1, service: galera, severity: warning}
+            exp_annotations: {summary: "Galera on ctl1 sees 2 nodes; the spec has 3"}
+      - eval_time: 0m
+        alertname: HastackRabbitMQPartition
+        exp_alerts: []
+      - eval_time: 2m
+        alertname: HastackRabbitMQPartition
+        exp_alerts:
+          - exp_labels: {cluster: alerts, node: ctl3, service: rabbitmq, severity: critical}
+            exp_annotations: {summary: "RabbitMQ on ctl3 is partitioned from 1 node(s)"}
+      - eval_time: 3m
+        alertname: HastackScrapeMissing
+        exp_alerts: []
+`
+	if err := os.WriteFile(filepath.Join(dir, "test.yml"), []byte(tests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(promtool, "test", "rules", "test.yml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }

@@ -86,7 +86,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(newCollector(s.o.Cluster, rd, time.Since(rd.At).Seconds())); err != nil {
+	if err := reg.Register(newCollector(s.o.Cluster, rd, time.Since(rd.At).Seconds(), s.prober.Rounds())); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

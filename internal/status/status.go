@@ -142,7 +142,12 @@ func Collect(ctx context.Context, t Target) Report {
 			r.Services.Galera[i] = GaleraEntry{Node: n.Name, Status: st}
 		})
 		goDo(func() {
-			st, _ := memcached.Probe(ctx, hostPort(n.Address, c.Spec.Memcached.Port))
+			// Each probe has its own deadline, as the RabbitMQ one has: a
+			// node cut off (no TCP reset) must not hold the whole view
+			// until the overall deadline.
+			pctx, cancel := context.WithTimeout(ctx, memcached.DefaultTimeout)
+			defer cancel()
+			st, _ := memcached.Probe(pctx, hostPort(n.Address, c.Spec.Memcached.Port))
 			r.Services.Memcached[i] = MemcachedEntry{Node: n.Name, Stats: st}
 		})
 		goDo(func() {
@@ -254,7 +259,9 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status) RabbitEntry {
 func endpointEntry(ctx context.Context, t Target, n spec.Node) EndpointEntry {
 	c := t.Cluster
 	e := EndpointEntry{Node: n.Name}
-	st, err := endpoint.Probe(ctx, hostPort(n.Address, c.Spec.Database.Endpoint.StatsPort))
+	pctx, cancel := context.WithTimeout(ctx, endpoint.DefaultTimeout)
+	st, err := endpoint.Probe(pctx, hostPort(n.Address, c.Spec.Database.Endpoint.StatsPort))
+	cancel()
 	e.HAProxy = st
 	if err != nil {
 		e.Problem = err.Error()

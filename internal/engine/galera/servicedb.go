@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
@@ -225,7 +226,11 @@ func planServiceDBs(ctx context.Context, t *plan.Target, users []ServiceUser) ([
 	var on spec.Node
 	found := false
 	for _, n := range ctls {
-		st, err := LocalStatus(ctx, t.Node(n.Name))
+		// A frozen node must not hold the plan: 10 s each, as the galera
+		// phase's own look.
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := LocalStatus(qctx, t.Node(n.Name))
+		cancel()
 		if err == nil && st["wsrep_local_state_comment"] == StateSynced && st["wsrep_cluster_status"] == ClusterPrimary {
 			on, found = n, true
 			break
