@@ -202,10 +202,15 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 	}
 	var recs []hadrill.RunRecord
 	var rep hadrill.Report
+	notRun := ""
 	for run := 1; run <= f.repeat && ctx.Err() == nil; run++ {
 		for _, name := range names {
 			if ctx.Err() != nil {
 				break
+			}
+			if notRun != "" {
+				rep.Scenarios = append(rep.Scenarios, hadrill.ScenarioReport{Name: name, Run: runNumber(f.repeat, run), Verdict: hadrill.VerdictError, Error: notRun})
+				continue
 			}
 			sc, _ := hadrill.Find(name)
 			target := f.node
@@ -226,7 +231,12 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			if len(recs) > 0 {
 				// Each scenario starts from a healthy layer.
 				if ok, problems := waitStatus(ctx, env, 3*time.Minute); !ok {
-					return fmt.Errorf("before %s: status not healthy within 3m of the previous scenario: %s", name, strings.Join(problems, "; "))
+					// The rest is not run: a drill on a broken layer
+					// measures nothing. The report says so.
+					notRun = fmt.Sprintf("not run: status not healthy within 3m of the previous scenario: %s", strings.Join(problems, "; "))
+					fmt.Fprintf(s.Err, "== %s: %s\n", name, notRun)
+					rep.Scenarios = append(rep.Scenarios, hadrill.ScenarioReport{Name: name, Run: runNumber(f.repeat, run), Verdict: hadrill.VerdictError, Error: notRun})
+					continue
 				}
 				// The writer may have moved.
 				if f.node == "" && !sc.OnCompute {
@@ -239,9 +249,7 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			rec := hadrill.Run(ctx, env, sc, target)
 			recs = append(recs, rec)
 			sr := hadrill.Build(rec, hadrill.DefaultTargets())
-			if f.repeat > 1 {
-				sr.Run = run
-			}
+			sr.Run = runNumber(f.repeat, run)
 			rep.Scenarios = append(rep.Scenarios, sr)
 			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
 		}
@@ -267,6 +275,13 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+func runNumber(repeat, run int) int {
+	if repeat > 1 {
+		return run
+	}
+	return 0
 }
 
 func waitStatus(ctx context.Context, env *hadrill.Env, bound time.Duration) (bool, []string) {
