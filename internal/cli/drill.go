@@ -55,8 +55,9 @@ Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
 func newDrillList(s Streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "The scenarios a drill can run",
-		Args:  cobra.NoArgs,
+		Short:   "The scenarios a drill can run",
+		Example: "  hastack drill list",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			writeScenarios(s.Out)
 			return nil
