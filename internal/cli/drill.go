@@ -54,7 +54,7 @@ Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
 
 func newDrillList(s Streams) *cobra.Command {
 	return &cobra.Command{
-		Use:   "list",
+		Use:     "list",
 		Short:   "The scenarios a drill can run",
 		Example: "  hastack drill list",
 		Args:    cobra.NoArgs,
