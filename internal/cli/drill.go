@@ -78,7 +78,7 @@ type drillFlags struct {
 	file, node, output, reportDir string
 	hold, baseline                time.Duration
 	repeat                        int
-	all, yes                      bool
+	all, yes, clientDefaults      bool
 }
 
 func newDrillRun(s Streams) *cobra.Command {
@@ -102,6 +102,7 @@ func newDrillRun(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&f.reportDir, "report", "", "write an HTML report (index.html) and the raw timelines (timelines.json) into this folder")
 	cmd.Flags().BoolVar(&f.all, "all", false, "run every scenario")
 	cmd.Flags().BoolVar(&f.yes, "yes", false, "on hosts that are not a lab: break them anyway")
+	cmd.Flags().BoolVar(&f.clientDefaults, "client-defaults", false, "configure the rpc and cache workloads with the libraries' defaults (only the spec's endpoints, the same queue type and cache backend) instead of the rendered service files, for comparison")
 	return cmd
 }
 
@@ -350,6 +351,13 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 				env.CacheConf = fl.Content
 			}
 		}
+	}
+	if f.clientDefaults {
+		servers := strings.Join(openstack.MemcachedServers(c), ",")
+		env.RPCConf = []byte(fmt.Sprintf("[DEFAULT]\ntransport_url = %s\n[oslo_messaging_rabbit]\nrabbit_quorum_queue = %v\n",
+			openstack.TransportURL(c, store), c.Spec.RabbitMQ.QueueType != "mirrored"))
+		env.CacheConf = []byte(fmt.Sprintf("[cache]\nenabled = true\nbackend = dogpile.cache.pymemcache\nmemcache_servers = %s\n", servers))
+		fmt.Fprintln(s.Err, "rpc and cache workloads: the libraries' defaults (--client-defaults), not the rendered service files")
 	}
 	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
 		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
