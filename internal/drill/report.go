@@ -23,7 +23,15 @@ type Window struct {
 // Len is the window's length.
 func (w Window) Len() time.Duration { return w.To - w.From }
 
-func bad(o Op) bool { return o.Outcome != OK || o.Latency() > StallThreshold }
+// bad: failed, outcome-unknown or stalled. An operation still running when
+// the run ended is bad only if it had stalled by then: the end of the run
+// cuts every client short, and that is no outage.
+func bad(o Op) bool {
+	if o.Outcome == Blocked {
+		return o.Latency() > StallThreshold
+	}
+	return o.Outcome != OK || o.Latency() > StallThreshold
+}
 
 // Windows finds every outage window in ops (sorted by start) that ends
 // after from. A blocked operation counts as blocked until end. Reads are

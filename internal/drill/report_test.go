@@ -115,6 +115,16 @@ func TestBlockedCallCountsUntilEnd(t *testing.T) {
 	}
 }
 
+// The run's end cuts every client short: an operation that had run for
+// less than the stall threshold then opens no window.
+func TestCutShortAtEndNoWindow(t *testing.T) {
+	ops := append(steady(0, 29.9, ""), Op{Start: s(29.95), End: 0, Outcome: Blocked})
+	r := Analyze(WorkloadRecord{Name: "db", Ops: ops}, marks)
+	if r.Windows != 0 || r.Errors != 0 {
+		t.Errorf("windows %d errors %d, want none for an operation cut short by the end", r.Windows, r.Errors)
+	}
+}
+
 func TestPercentilesAndThroughput(t *testing.T) {
 	var ops []Op
 	// Baseline: 100 ops of 1..100 ms in 10 s.
