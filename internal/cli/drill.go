@@ -48,7 +48,7 @@ latency and throughput per phase, errors by kind, and the loss accounting.
 Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
 3 data lost.`,
 	}
-	cmd.AddCommand(newDrillList(s), newDrillRun(s))
+	cmd.AddCommand(newDrillList(s), newDrillRun(s), newDrillReport(s))
 	return cmd
 }
 
@@ -72,6 +72,55 @@ func writeScenarios(w interface{ Write([]byte) (int, error) }) {
 		fmt.Fprintf(tw, "%s\t%s\n", sc.Name, sc.Description)
 	}
 	tw.Flush()
+}
+
+// newDrillReport renders recorded timelines (timelines.json of --report)
+// again: the report is a pure function of them.
+func newDrillReport(s Streams) *cobra.Command {
+	var output, dir string
+	cmd := &cobra.Command{
+		Use:     "report TIMELINES.json",
+		Short:   "Report again from the timelines a drill recorded (--report DIR/timelines.json)",
+		Example: "  hastack drill report out/timelines.json -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && output != "json" && output != "text" {
+				return usagef("-o %q: use json or text", output)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var recs []hadrill.RunRecord
+			if err := json.Unmarshal(data, &recs); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			var rep hadrill.Report
+			for _, r := range recs {
+				rep.Scenarios = append(rep.Scenarios, hadrill.Build(r, hadrill.DefaultTargets()))
+			}
+			if dir != "" {
+				if err := writeDrillReport(dir, rep, recs); err != nil {
+					return err
+				}
+			}
+			if output == "json" {
+				err = rep.WriteJSON(s.Out)
+			} else {
+				err = rep.WriteText(s.Out)
+			}
+			if err != nil {
+				return err
+			}
+			if code := rep.ExitCode(); code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report into this folder too")
+	return cmd
 }
 
 type drillFlags struct {
