@@ -146,7 +146,8 @@ type WorkloadReport struct {
 	UnknownCommitted *int       `json:"unknownCommitted,omitempty"`
 	BankOK           *bool      `json:"bankOK,omitempty"`
 	Evidence         []Evidence `json:"evidence,omitempty"`
-	// cache: reads that missed (the key was set again)
+	// cache: reads from the fault on that missed (the key was set again);
+	// the baseline's misses are the first reads of each key
 	Misses *int `json:"misses,omitempty"`
 	// mq
 	Confirmed  *int `json:"confirmed,omitempty"`
@@ -178,7 +179,7 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 		if o.Start < m.Warm {
 			continue
 		}
-		if o.Outcome == OK && o.Kind == "miss" {
+		if o.Outcome == OK && o.Kind == "miss" && o.Start >= m.Fault {
 			misses++
 		}
 		p := m.PhaseOf(o.Start)
