@@ -40,7 +40,20 @@ func TestDrillRefusalsShort(t *testing.T) {
 			t.Errorf("hastack %s: exit %d, want 2 naming %q:\n%s%s", strings.Join(c.args, " "), code, c.want, o, e)
 		}
 	}
-	o, _, code := runIn(t, dir, "", "drill", "list")
+	// Not a lab: refused without --yes, saying what it would break.
+	withSSH, err := spec.SetClusterSSH(data, spec.SSH{User: "root", IdentityFile: "id_ed25519", KnownHosts: "known_hosts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := t.TempDir()
+	if err := os.WriteFile(filepath.Join(real, "hastack.yaml"), withSSH, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "cut-node")
+	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "cut off the management network") {
+		t.Errorf("drill on real hosts without --yes: exit %d, want 2 saying what it breaks:\n%s%s", code, o, e)
+	}
+	o, _, code = runIn(t, dir, "", "drill", "list")
 	if code != 0 || !strings.Contains(o, "cut-node") || !strings.Contains(o, "power-loss") {
 		t.Errorf("drill list: exit %d\n%s", code, o)
 	}
