@@ -96,8 +96,21 @@ func newDrillReport(s Streams) *cobra.Command {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			var rep hadrill.Report
+			seen := map[string]int{}
+			repeated := false
 			for _, r := range recs {
-				rep.Scenarios = append(rep.Scenarios, hadrill.Build(r, hadrill.DefaultTargets()))
+				seen[r.Scenario]++
+				repeated = repeated || seen[r.Scenario] > 1
+				sr := hadrill.Build(r, hadrill.DefaultTargets())
+				sr.Run = seen[r.Scenario]
+				rep.Scenarios = append(rep.Scenarios, sr)
+			}
+			if repeated {
+				rep.Summary = rep.Summarize()
+			} else {
+				for i := range rep.Scenarios {
+					rep.Scenarios[i].Run = 0
+				}
 			}
 			if dir != "" {
 				if err := writeDrillReport(dir, rep, recs); err != nil {
@@ -108,6 +121,10 @@ func newDrillReport(s Streams) *cobra.Command {
 				err = rep.WriteJSON(s.Out)
 			} else {
 				err = rep.WriteText(s.Out)
+				if err == nil && repeated {
+					fmt.Fprintln(s.Out)
+					err = rep.WriteSummary(s.Out)
+				}
 			}
 			if err != nil {
 				return err
@@ -305,6 +322,9 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
 		}
 	}
+	if f.repeat > 1 {
+		rep.Summary = rep.Summarize()
+	}
 	if f.reportDir != "" {
 		if err := writeDrillReport(f.reportDir, rep, recs); err != nil {
 			return err
@@ -315,6 +335,10 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		err = rep.WriteJSON(s.Out)
 	} else {
 		err = rep.WriteText(s.Out)
+		if err == nil && f.repeat > 1 {
+			fmt.Fprintln(s.Out)
+			err = rep.WriteSummary(s.Out)
+		}
 	}
 	if err != nil {
 		return err

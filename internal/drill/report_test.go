@@ -315,3 +315,19 @@ func TestOnlyTargetDegrades(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryMediansAndWorst(t *testing.T) {
+	mk := func(window, healthy float64, lost int, recovered bool) ScenarioReport {
+		return ScenarioReport{Name: "kill-db", Recovered: recovered, HealthyAfterS: healthy,
+			Workloads: []WorkloadReport{{Name: "db", MaxWindowS: window, MaxMs: window * 1000, Lost: &lost}, {Name: "rpc", Skipped: "no python"}}}
+	}
+	rep := Report{Scenarios: []ScenarioReport{mk(6, 10, 0, true), mk(2, 30, 1, true), mk(9, 0, 0, false)}}
+	rows := rep.Summarize()
+	if len(rows) != 1 {
+		t.Fatalf("rows %v, want one (db; rpc skipped)", rows)
+	}
+	r := rows[0]
+	if r.Runs != 3 || r.WindowS != (Figure{6, 9}) || r.Lost != 1 || r.HealthyAfterS != (Figure{20, 30}) || r.NotRecovered != 1 {
+		t.Errorf("summary %+v", r)
+	}
+}
