@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/secrets"
@@ -56,12 +57,14 @@ type Result struct {
 
 // Target is what check measures: the spec, every spec node, and the
 // secrets (to ask the RabbitMQ management API and to know the Erlang
-// cookie's digest). Secrets are only read, never generated: a Source that
-// can say whether it holds a secret (secrets.Store.Has) is asked first.
+// cookie's digest). Secrets are only read, never generated.
 type Target struct {
 	Cluster *spec.Cluster
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
+	// ServiceUsers are the OpenStack services' database users to look
+	// for (none: not checked).
+	ServiceUsers []galera.ServiceUser
 }
 
 // Options tune the measurements. The zero value is what 'hastack check'
@@ -165,8 +168,14 @@ func Run(ctx context.Context, t Target, o Options) Report {
 	o = o.withDefaults()
 	var calls atomic.Int64
 	g := newGatherer(t, o, &calls)
+	// The services' databases are read through the endpoint beside the
+	// gathering, not after it (before a deploy the VIP does not answer
+	// and that costs the connect timeout).
+	dbs := make(chan []Result, 1)
+	go func() { dbs <- judgeServiceDatabases(ctx, t, o) }()
 	f := g.gather(ctx)
 	results := judge(t.Cluster, f, o)
+	results = append(results, <-dbs...)
 	return Report{Results: results, Duration: time.Since(start), Calls: calls.Load()}
 }
 

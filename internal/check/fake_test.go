@@ -37,6 +37,15 @@ type fakeCluster struct {
 	// rtt returns the round trips ping reports from one node to an
 	// address; nil: 50 µs each. A sample < 0 is a lost reply.
 	rtt func(from, to string, samples int) []time.Duration
+	// ticks is a virtual clock shared by this machine (Options.Now) and
+	// the nodes ('date'): each reading advances it by 1 µs, so a measured
+	// offset is the injected one whatever the real scheduling.
+	ticks atomic.Int64
+}
+
+// now reads the virtual clock.
+func (fc *fakeCluster) now() time.Time {
+	return time.Unix(1_800_000_000, 0).Add(time.Duration(fc.ticks.Add(1)) * time.Microsecond)
 }
 
 func newFakeCluster(t testing.TB, controllers, computes int, deployed bool) *fakeCluster {
@@ -73,12 +82,13 @@ func (fc *fakeCluster) target() Target {
 	for name, n := range fc.nodes {
 		nodes[name] = n
 	}
-	return Target{Cluster: fc.c, Nodes: nodes, Secrets: secrets.Fixed{secrets.ErlangCookie: fc.cookie, secrets.RabbitAdminPassword: "x"}}
+	return Target{Cluster: fc.c, Nodes: nodes, Secrets: secrets.NewValues(map[string]string{secrets.ErlangCookie: fc.cookie, secrets.RabbitAdminPassword: "x"})}
 }
 
 // options are quick fakes for the probes check makes from this machine.
 func (fc *fakeCluster) options() Options {
 	return Options{
+		Now:      fc.now,
 		TryLogin: func(context.Context, string, string) error { return fmt.Errorf("%w: access denied", ErrLoginRefused) },
 		ProbeRabbit: func(context.Context, rabbitmq.ProbeOptions) (rabbitmq.Status, error) {
 			var st rabbitmq.Status
@@ -149,7 +159,7 @@ func (n *fakeNode) answer(c node.Cmd) (string, int) {
 	case "nproc":
 		return "8\n", 0
 	case "date":
-		at := time.Now().Add(n.clockOffset)
+		at := n.fc.now().Add(n.clockOffset)
 		return fmt.Sprintf("%d.%09d\n", at.Unix(), at.Nanosecond()), 0
 	case "df":
 		var b strings.Builder

@@ -106,8 +106,7 @@ type gatherer struct {
 	nodes map[string]node.Node
 	sem   chan struct{}
 	calls *atomic.Int64
-	// Secrets read once, up front: secrets.Store is not safe for
-	// concurrent use, and a missing secret must not be generated.
+	// Secrets read once, up front; a missing one reads as "".
 	cookie      string
 	rabbitAdmin string
 }
@@ -123,20 +122,9 @@ func newGatherer(t Target, o Options, calls *atomic.Int64) *gatherer {
 		}
 		g.nodes[n.Name] = limitedNode{Node: nd, g: g}
 	}
-	g.cookie = secret(t.Secrets, secrets.ErlangCookie)
-	g.rabbitAdmin = secret(t.Secrets, secrets.RabbitAdminPassword)
+	g.cookie = t.Secrets.Get(secrets.ErlangCookie)
+	g.rabbitAdmin = t.Secrets.Get(secrets.RabbitAdminPassword)
 	return g
-}
-
-// secret returns a secret the source already holds, "" otherwise.
-func secret(s secrets.Source, name string) string {
-	if s == nil {
-		return ""
-	}
-	if h, ok := s.(interface{ Has(string) bool }); ok && !h.Has(name) {
-		return ""
-	}
-	return s.Get(name)
 }
 
 // gather runs in stages. First every node says which engines it runs, and
@@ -318,7 +306,11 @@ func (g *gatherer) gatherNode(ctx context.Context, f *facts, nd node.Node, nf *n
 				nf.Galera = measured(galeraFacts{}, err)
 				return
 			}
-			nf.Galera = measured(galeraFacts{FromGrastate: true, UUID: galera.ParseGraState(data).UUID}, nil)
+			g, err := galera.ParseGraState(data)
+			if err != nil {
+				err = fmt.Errorf("%s/grastate.dat: %w", galera.DataDir, err)
+			}
+			nf.Galera = measured(galeraFacts{FromGrastate: true, UUID: g.UUID}, err)
 		})
 	}
 	if nf.deployed(svcMariaDB) {

@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -43,6 +44,11 @@ func (g *gatherer) ping(ctx context.Context, nd node.Node, address string) (ping
 		"-w", strconv.Itoa(int(math.Ceil(g.pingDeadline().Seconds()))),
 		address}
 	res, err := nd.Run(ctx, node.Cmd{Argv: argv})
+	var ce *node.CommandError
+	if errors.As(err, &ce) && ce.ExitCode == 127 {
+		// A minimal Debian has no ping.
+		return pingResult{Address: address}, fmt.Errorf("%s has no ping: install iputils-ping there ('hastack up' installs it on controllers)", nd.Name())
+	}
 	r, perr := parsePing(string(res.Stdout))
 	r.Address = address
 	if perr != nil {

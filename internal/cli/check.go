@@ -10,6 +10,7 @@ import (
 
 func newCheck(s Streams) *cobra.Command {
 	var file, output string
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Measure every node against the spec's requirements: ok, warn or fail",
@@ -43,11 +44,11 @@ Exit 0 when nothing fails (warnings included), 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			t, _, err := target(c, file)
+			t, _, err := target(c, file, lf.quiet())
 			if err != nil {
 				return err
 			}
-			r := check.Run(cmd.Context(), check.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets}, check.Options{})
+			r := check.Run(cmd.Context(), check.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers()}, check.Options{})
 			if output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")
@@ -65,6 +66,7 @@ Exit 0 when nothing fails (warnings included), 1 otherwise.`,
 		},
 	}
 	addSpecFlag(cmd, &file)
+	lf.add(cmd.Flags())
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }

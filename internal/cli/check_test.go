@@ -338,7 +338,10 @@ func TestIntegrationCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := galera.ParseGraState(gs)
+	g, err := galera.ParseGraState(gs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	other := strings.Replace(string(gs), g.UUID, "0badc0de-0000-11f1-8000-000000000000", 1)
 	if err := nd("ctl3").WriteFile(ctx, galera.DataDir+"/grastate.dat", []byte(other), 0o660, "mysql"); err != nil {
 		t.Fatal(err)

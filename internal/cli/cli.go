@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -58,20 +57,38 @@ func ExitCode(err error) int {
 // Run executes the hastack command line.
 func Run(ctx context.Context, s Streams, args []string) error {
 	root := newRoot(s)
+	// A command's own code starts in its RunE. An error cobra returns
+	// before any RunE started comes from parsing the command line
+	// (unknown command or flag, a bad flag value, wrong arguments): a
+	// usage error, told apart by where it arose, not by its words.
+	started := false
+	markRuns(root, &started)
 	root.SetArgs(args)
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	err := root.ExecuteContext(ctx)
 	if err != nil && !isExit(err) {
-		// Cobra's own errors are usage errors: unknown flag or command,
-		// wrong number of arguments.
 		var ue *usageError
-		if errors.As(err, &ue) || isCobraUsage(err) {
+		if errors.As(err, &ue) || !started {
 			return &ExitError{Code: ExitUsage, Err: err}
 		}
 	}
 	return err
+}
+
+// markRuns wraps every command's RunE so that *started is set when one
+// begins.
+func markRuns(c *cobra.Command, started *bool) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			*started = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRuns(sub, started)
+	}
 }
 
 func isExit(err error) bool {
@@ -87,18 +104,6 @@ func usagef(format string, a ...any) error {
 	return &ExitError{Code: ExitUsage, Err: &usageError{fmt.Sprintf(format, a...)}}
 }
 
-// isCobraUsage recognises errors that cobra produces from argument and
-// flag parsing (it has no error type for them).
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
 func newRoot(s Streams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hastack",
@@ -111,6 +116,6 @@ virtual nodes on one Linux machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInit(s), newValidate(s), newRender(s), newLab(s), newUp(s), newStatus(s), newCheck(s), newDemo(s), newAgent(s), newLint(s), newDrill(s))
+	root.AddCommand(newInit(s), newValidate(s), newRender(s), newLab(s), newUp(s), newStatus(s), newCheck(s), newDemo(s), newAgent(s), newLint(s), newRecover(s), newDrill(s), newServe(s))
 	return root
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hastack/hastack/internal/lab"
 )
 
 func run(t *testing.T, dir string, args ...string) (string, string, int) {
@@ -82,6 +84,9 @@ func TestInvalidSpecWritesNothing(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
+	if _, e, code := run(t, dir, "init"); code != 0 {
+		t.Fatalf("init: %s", e)
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -93,6 +98,12 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"no-such-command"}, 2},
 		{[]string{"init", "--controllers", "0", "-o", "-"}, 2},
 		{[]string{"--help"}, 0},
+		{[]string{"init", "--controllers", "x"}, 2},
+		// Runtime errors whose words cobra's usage errors also use: an
+		// EINVAL from the kernel ("invalid argument"), a file named
+		// "accepts ...". They are failures (1), not usage (2).
+		{[]string{"render", "--out", "a\x00b"}, 1},
+		{[]string{"render", "--out", "accepts 1 arg(s)/\x00"}, 1},
 	}
 	for _, c := range cases {
 		_, e, code := run(t, dir, c.args...)
@@ -115,6 +126,30 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 			if !sub.Hidden && (sub.Short == "" || sub.Example == "") {
 				t.Errorf("%s: --help needs a description and an example", sub.CommandPath())
 			}
+		}
+	}
+}
+
+// up, status and check find the lab that --state-dir and --prefix name,
+// with no environment variables set.
+func TestLabFlagsPlaceTheLab(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(lab.EnvStateDir, "")
+	t.Setenv(lab.EnvPrefix, "")
+	if _, e, code := run(t, dir, "init", "--lab"); code != 0 {
+		t.Fatalf("init: %s", e)
+	}
+	state := filepath.Join(dir, "labstate")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "lab.json"), []byte(`{"cluster":"another","prefix":"zq"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"up", "status", "check"} {
+		_, e, code := run(t, dir, cmd, "--state-dir", state, "--prefix", "zq")
+		if code != 1 || !strings.Contains(e, `the lab on this machine is for cluster "another"`) {
+			t.Errorf("%s --state-dir: exit %d, want the lab at %s found: %s", cmd, code, state, e)
 		}
 	}
 }

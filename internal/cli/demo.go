@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hastack/hastack/internal/deploy"
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/spec"
 	"github.com/hastack/hastack/internal/status"
 )
@@ -48,14 +49,11 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 	path := file
 	if path == "" {
 		path = defaultSpec
-		if _, err := os.Stat(path); os.IsNotExist(err) {
-			data, err := spec.ExampleYAML(defaultLab)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				return err
-			}
+		wrote, err := lab.EnsureSpec(path)
+		if err != nil {
+			return err
+		}
+		if wrote {
 			fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 		}
 	}
@@ -67,11 +65,11 @@ func runDemo(ctx context.Context, s Streams, file string) error {
 		return err
 	}
 	fmt.Fprintln(s.Out, "== 3/4 hastack up")
-	if err := runUp(ctx, s, c, path, false, nil); err != nil {
+	if err := runUp(ctx, s, c, path, upOptions{}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(s.Out, "== 4/4 hastack status")
-	t, _, err := target(c, path)
+	t, _, err := target(c, path, lab.Options{})
 	if err != nil {
 		return err
 	}
@@ -102,44 +100,19 @@ Look around:
 }
 
 // installHostPackages installs the engines' packages on this machine when
-// missing. Services are not started by the packages' scripts when
-// /usr/sbin/policy-rc.d refuses them; hastack starts the engines itself.
+// missing, with deploy's installer (services not started by the packages'
+// scripts: hastack starts the engines itself).
 func installHostPackages(ctx context.Context, s Streams) error {
-	want := append(append([]string{}, deploy.ControllerPackages...), "iproute2", "iptables", "util-linux", "procps", "iputils-ping")
-	out, _ := exec.CommandContext(ctx, "dpkg-query", append([]string{"-W", "-f", "${Package} ${Status}\n"}, want...)...).Output()
-	installed := map[string]bool{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) >= 4 && f[len(f)-1] == "installed" {
-			installed[f[0]] = true
-		}
+	want := engines.Packages(spec.RoleController, "iproute2", "iptables", "util-linux", "procps", "iputils-ping")
+	fmt.Fprintln(s.Out, "checking this machine's packages")
+	done, err := deploy.InstallMissing(ctx, node.Local{}, want)
+	if err != nil {
+		return err
 	}
-	var missing []string
-	for _, p := range want {
-		if !installed[p] {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) == 0 {
+	if len(done) == 0 {
 		fmt.Fprintln(s.Out, "every package is installed")
-		return nil
-	}
-	if _, err := os.Stat("/usr/sbin/policy-rc.d"); os.IsNotExist(err) {
-		// Keep the packages from starting their services on install, for
-		// the install only: later apt runs on this machine must restart
-		// the services they upgrade.
-		if err := os.WriteFile("/usr/sbin/policy-rc.d", []byte("#!/bin/sh\n# written by hastack demo: hastack starts the engines itself\nexit 101\n"), 0o755); err != nil {
-			return err
-		}
-		defer os.Remove("/usr/sbin/policy-rc.d")
-	}
-	fmt.Fprintf(s.Out, "installing %s\n", strings.Join(missing, " "))
-	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = s.Out, s.Err
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("apt-get %s: %w", strings.Join(args, " "), err)
-		}
+	} else {
+		fmt.Fprintf(s.Out, "installed %s\n", strings.Join(done, " "))
 	}
 	return nil
 }

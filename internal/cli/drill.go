@@ -26,6 +26,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
@@ -56,7 +57,8 @@ func newDrillList(s Streams) *cobra.Command {
 	return &cobra.Command{
 		Use:     "list",
 		Short:   "The scenarios a drill can run",
-		Example: "  hastack drill list",
+		Long:    "Every scenario a drill can run, with what it breaks and how it puts it back.",
+		Example: `  hastack drill list`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			writeScenarios(s.Out)
@@ -228,7 +230,7 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		}
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("cluster %q is not a lab: a drill breaks real hosts; give --yes to run it anyway. It will break:%s", c.Metadata.Name, b.String())}
 	}
-	t, store, err := reach(c, f.file, sshnode.Options{})
+	t, store, err := reach(c, f.file, lab.Options{}, sshnode.Options{})
 	if err != nil {
 		return err
 	}
@@ -413,7 +415,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 	}
 	// The OpenStack view: real oslo.messaging and oslo.cache, configured
 	// from the rendered nova.conf and keystone.conf ([cache]).
-	if files, err := openstack.Render(c, store); err != nil {
+	if files, err := openstack.Render(c, t.Secrets); err != nil {
 		env.Skipped["rpc"], env.Skipped["cache"] = err.Error(), err.Error()
 	} else {
 		for _, fl := range files {
@@ -428,7 +430,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 	if f.clientDefaults {
 		servers := strings.Join(openstack.MemcachedServers(c), ",")
 		env.RPCConf = []byte(fmt.Sprintf("[DEFAULT]\ntransport_url = %s\n[oslo_messaging_rabbit]\nrabbit_quorum_queue = %v\n",
-			openstack.TransportURL(c, store), c.Spec.RabbitMQ.QueueType != "mirrored"))
+			openstack.TransportURL(c, t.Secrets), c.Spec.RabbitMQ.QueueType != "mirrored"))
 		env.CacheConf = []byte(fmt.Sprintf("[cache]\nenabled = true\nbackend = dogpile.cache.pymemcache\nmemcache_servers = %s\n", servers))
 		fmt.Fprintln(s.Err, "rpc and cache workloads: the libraries' defaults (--client-defaults), not the rendered service files")
 	}
@@ -447,7 +449,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		if l != nil {
 			ut, ustore, err = labTarget(c, f.file, l)
 		} else {
-			ut, ustore, err = target(c, f.file)
+			ut, ustore, err = target(c, f.file, lab.Options{})
 		}
 		if err != nil {
 			return false, nil, err
@@ -457,13 +459,25 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			return false, nil, err
 		}
 		var out bytes.Buffer
+		// The cluster lock of 'up': no operator's 'up' runs at the same time.
+		var ctls []node.Node
+		for _, n := range c.Controllers() {
+			ctls = append(ctls, ut.Node(n.Name))
+		}
+		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("drill"), false, func(format string, a ...any) {
+			fmt.Fprintf(&out, "[lock] "+format+"\n", a...)
+		})
+		if err != nil {
+			return false, nil, err
+		}
+		defer lock.Release(context.WithoutCancel(ctx))
 		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
 		return rep.Steps > 0, upActions(out.String()), err
 	}
 	vip := c.Spec.Database.Endpoint
 	env.DB = &hadrill.DBOptions{
 		Addr: net.JoinHostPort(vip.VIP, strconv.Itoa(vip.Port)), User: galera.AdminUser,
-		Password: store.Get(secrets.DatabaseAdminPassword),
+		Password: t.Secrets.Get(secrets.DatabaseAdminPassword),
 	}
 	r := c.Spec.RabbitMQ
 	vhost := "/"
@@ -473,7 +487,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 	var urls, nodes []string
 	for _, n := range c.Controllers() {
 		nodes = append(nodes, n.Name)
-		urls = append(urls, "amqp://"+url.UserPassword(r.User, store.Get(secrets.RabbitServicePassword)).String()+"@"+net.JoinHostPort(n.Address, strconv.Itoa(r.Port))+vhost)
+		urls = append(urls, "amqp://"+url.UserPassword(r.User, t.Secrets.Get(secrets.RabbitServicePassword)).String()+"@"+net.JoinHostPort(n.Address, strconv.Itoa(r.Port))+vhost)
 	}
 	env.MQ = &hadrill.MQOptions{URLs: urls, Nodes: nodes, Quorum: r.QueueType != "mirrored"}
 	return env
@@ -485,7 +499,7 @@ func upActions(out string) []string {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "[") {
+		if !strings.HasPrefix(line, "[") || strings.HasPrefix(line, "[lock]") {
 			continue
 		}
 		rest := line[strings.Index(line, "]")+1:]

@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/spec"
 )
@@ -28,6 +28,18 @@ func (f *labFlags) options(s Streams) lab.Options {
 	return lab.Options{StateDir: f.stateDir, Prefix: f.prefix, Log: func(format string, a ...any) {
 		fmt.Fprintf(s.Out, format+"\n", a...)
 	}}
+}
+
+// add registers the flags: on every lab command, and on the commands that
+// reach lab nodes (up, status, check).
+func (f *labFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
+	fs.StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
+}
+
+// quiet is the lab's place without progress lines (status, check).
+func (f *labFlags) quiet() lab.Options {
+	return lab.Options{StateDir: f.stateDir, Prefix: f.prefix}
 }
 
 func (f *labFlags) open(s Streams) (*lab.Lab, error) {
@@ -48,19 +60,17 @@ standard paths. hastack talks to lab nodes exactly as to real hosts. Needs root.
   hastack lab exec ctl1 -- hostname
   hastack lab down`,
 	}
-	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "where the lab keeps its state, node folders and snapshots (default $"+lab.EnvStateDir+" or "+lab.DefaultStateDir+")")
-	cmd.PersistentFlags().StringVar(&f.prefix, "prefix", "", "prefix of the lab's bridges, veths and namespaces, at most 4 characters (default $"+lab.EnvPrefix+" or hs)")
+	f.add(cmd.PersistentFlags())
 	cmd.AddCommand(newLabUp(s, f), newLabList(s, f), newLabExec(s, f), newLabDown(s, f),
-		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f))
+		newLabSnapshot(s, f), newLabRollback(s, f), newLabSnapshots(s, f), newLabFault(s, f), newLabReboot(s, f))
 	return cmd
 }
-
-// DefaultLab shapes the lab made when no spec is given.
-var defaultLab = spec.ExampleOptions{Name: "lab", Controllers: 3, Computes: 1, Lab: true}
 
 func newLabUp(s Streams, f *labFlags) *cobra.Command {
 	var file string
 	var withSSH bool
+	var osName string
+	var bare bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Make one virtual node per spec node",
@@ -82,21 +92,23 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 			path := file
 			if path == "" {
 				path = defaultSpec
-				if _, err := os.Stat(path); os.IsNotExist(err) {
-					data, err := spec.ExampleYAML(defaultLab)
-					if err != nil {
-						return err
-					}
-					// Validate before writing: nothing is written for a
-					// spec that cannot be used.
-					if c, ps := spec.Parse(data); ps.Err() != nil || c == nil {
-						return fmt.Errorf("default lab spec: %v", ps.Err())
-					}
-					if err := os.WriteFile(path, data, 0o644); err != nil {
-						return err
-					}
+				wrote, err := lab.EnsureSpec(path)
+				if err != nil {
+					return err
+				}
+				if wrote {
 					fmt.Fprintf(s.Out, "wrote %s: the default lab (3 controllers, 1 compute)\n", path)
 				}
+			}
+			if bare && osName == "" {
+				return usagef("--bare needs --os: the namespace lab uses this machine's packages")
+			}
+			if osName != "" {
+				// Refused before anything is made.
+				if _, err := lab.ParseOS(osName); err != nil {
+					return usagef("%v", err)
+				}
+				withSSH = true // booted hosts are reached over SSH only
 			}
 			c, err := loadSpec(path, s.Err)
 			if err != nil {
@@ -110,7 +122,9 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 					}
 				}
 			}
-			l, err := lab.Up(cmd.Context(), c, path, f.options(s))
+			opts := f.options(s)
+			opts.OS, opts.Bare = osName, bare
+			l, err := lab.Up(cmd.Context(), c, path, opts)
 			if err != nil {
 				return err
 			}
@@ -125,47 +139,20 @@ exactly as real hosts. Delete the block to use the lab transport again.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "cluster spec (default ./hastack.yaml, written if absent)")
+	cmd.Flags().StringVar(&osName, "os", "", "make every node a booted Debian host with systemd as PID 1 (debian-12 or debian-13), reached over SSH; the base image is built once per release under the state folder")
+	cmd.Flags().BoolVar(&bare, "bare", false, "with --os: hosts without the engines' packages; hastack's packages phase installs them from the lab's package repository")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "run sshd in every node and point the spec's ssh block at them: later commands reach the nodes over SSH")
 	return cmd
 }
 
-// labSSH makes the lab's nodes reachable over SSH and writes the spec's
-// ssh block that reaches them: the lab's client key, root, and the nodes'
-// host keys in <spec>.known_hosts beside the spec.
+// labSSH makes the lab's nodes reachable over SSH and points the spec at
+// them (lab.PointSpecAtSSH).
 func labSSH(ctx context.Context, s Streams, l *lab.Lab, specPath string) error {
-	known := strings.TrimSuffix(specPath, filepath.Ext(specPath)) + ".known_hosts"
-	acc, err := l.EnableSSH(ctx, known)
-	if err != nil {
-		return fmt.Errorf("%w\nthe lab is up, but not every node runs sshd; run 'hastack lab up --ssh' again once the cause is fixed", err)
-	}
-	data, err := os.ReadFile(specPath)
+	msg, err := l.PointSpecAtSSH(ctx, specPath)
 	if err != nil {
 		return err
 	}
-	block := spec.SSH{User: acc.User, IdentityFile: acc.IdentityFile, KnownHosts: filepath.Base(known)}
-	if c, ps := spec.Parse(data); ps.Err() == nil && c.Spec.SSH != nil && *c.Spec.SSH == block {
-		fmt.Fprintf(s.Out, "%s already reaches the nodes over SSH\n", specPath)
-		return nil
-	}
-	out, err := spec.SetClusterSSH(data, block)
-	if err != nil {
-		return fmt.Errorf("adding spec.ssh to %s: %w", specPath, err)
-	}
-	if c, ps := spec.Parse(out); ps.Err() != nil || c == nil {
-		return fmt.Errorf("adding spec.ssh to %s made it invalid (nothing written): %v", specPath, ps.Err())
-	}
-	fi, err := os.Stat(specPath)
-	if err != nil {
-		return err
-	}
-	tmp := specPath + ".tmp"
-	if err := os.WriteFile(tmp, out, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, specPath); err != nil {
-		return err
-	}
-	fmt.Fprintf(s.Out, "%s: spec.ssh added: up, status and check now reach every node over SSH (as root, key %s, host keys in %s)\n", specPath, acc.IdentityFile, known)
+	fmt.Fprintln(s.Out, msg)
 	return nil
 }
 
@@ -389,13 +376,10 @@ func newLabFault(s Streams, f *labFlags) *cobra.Command {
 	return cmd
 }
 
-// engineServices are the services 'hastack up' runs; after a snapshot or a
-// rollback they are brought back by 'up' itself, which knows the order the
-// engines need (Galera bootstraps from the node that stopped last), rather
-// than by replaying recorded command lines.
-var engineServices = map[string]bool{"chrony": true, "memcached": true, "mariadb": true, "rabbitmq": true, "galera-health": true, "haproxy": true, "keepalived": true}
-
 func restarter(s Streams) lab.Restarter {
+	// The engines' services are brought back by 'up' itself, which knows
+	// the order they need (Galera bootstraps from the node that stopped
+	// last), rather than by replaying recorded command lines.
 	return func(ctx context.Context, l *lab.Lab, svcs []lab.RunningService) error {
 		st := l.State()
 		c, err := (*spec.Cluster)(nil), error(nil)
@@ -403,7 +387,7 @@ func restarter(s Streams) lab.Restarter {
 			c, err = loadSpec(st.SpecPath, s.Err)
 		}
 		var others []lab.RunningService
-		engines := 0
+		ours := 0
 		for _, sv := range svcs {
 			_, specNode := func() (spec.Node, bool) {
 				if c == nil {
@@ -411,8 +395,8 @@ func restarter(s Streams) lab.Restarter {
 				}
 				return c.Node(sv.Node)
 			}()
-			if specNode && engineServices[sv.Service.Name] {
-				engines++
+			if specNode && engines.IsService(sv.Service.Name) {
+				ours++
 				continue
 			}
 			others = append(others, sv)
@@ -420,13 +404,34 @@ func restarter(s Streams) lab.Restarter {
 		if err := lab.DefaultRestarter(ctx, l, others); err != nil {
 			return err
 		}
-		if engines == 0 {
+		if ours == 0 {
 			return nil
 		}
 		if c == nil {
 			return fmt.Errorf("cannot restart the engines: the lab's spec %q does not load (%v); fix it and run 'hastack up'", st.SpecPath, err)
 		}
 		fmt.Fprintf(s.Out, "starting the HA layer again with 'hastack up -f %s'\n", st.SpecPath)
-		return runUp(ctx, s, c, st.SpecPath, false, l)
+		return runUp(ctx, s, c, st.SpecPath, upOptions{}, l)
+	}
+}
+
+func newLabReboot(s Streams, f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reboot NODE...",
+		Short: "Reboot booted hosts (a lab made with --os): systemd stops cleanly, the host boots again",
+		Example: `  hastack lab reboot ctl1
+  hastack lab reboot ctl1 ctl2 ctl3      # every controller at once`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			lines, err := l.Reboot(cmd.Context(), args)
+			for _, line := range lines {
+				fmt.Fprintln(s.Out, line)
+			}
+			return err
+		},
 	}
 }

@@ -9,9 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/render"
 	"github.com/hastack/hastack/internal/secrets"
+	"github.com/hastack/hastack/internal/serve"
 	"github.com/hastack/hastack/internal/spec"
 )
 
@@ -117,7 +119,8 @@ func newRender(s Streams) *cobra.Command {
 		Long: `Render the configuration of every engine for every node into
 DIR/<node>/<path> (DIR/ctl1/etc/chrony/chrony.conf, ...), and the settings
 each OpenStack service needs from this layer into DIR/openstack/<service>.conf
-(nova, cinder, neutron, ceilometer, keystone). Secrets are
+(nova, cinder, neutron, ceilometer, keystone), and Prometheus alert rules
+for the metrics of 'hastack serve' into DIR/prometheus/hastack-alerts.yml. Secrets are
 generated on first need into the secrets file beside the spec (mode 0600)
 and appear only in the files that need them, also mode 0600.`,
 		Example: `  hastack render --out /tmp/rendered
@@ -152,7 +155,11 @@ and appear only in the files that need them, also mode 0600.`,
 			if err := openstack.WriteFiles(out, services); err != nil {
 				return err
 			}
-			count := len(services)
+			rules := serve.Rules(c)
+			if err := openstack.WriteFiles(out, []engine.File{rules}); err != nil {
+				return err
+			}
+			count := len(services) + 1
 			for _, nf := range nodes {
 				count += len(nf.All())
 			}

@@ -105,7 +105,7 @@ func TestIntegrationSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sshT, _, err := target(c, specPath)
+	sshT, _, err := target(c, specPath, lab.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

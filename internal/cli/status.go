@@ -14,39 +14,46 @@ import (
 )
 
 func statusTarget(t *plan.Target) status.Target {
-	return status.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets}
+	return status.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers()}
 }
 
 // verifyPhase is the last phase of 'up': the status must be healthy. A
 // freshly started layer needs a few seconds to settle (keepalived elects
-// the VIP holder, HAProxy's checks must pass 3 times), so it waits for that.
+// the VIP holder, HAProxy's checks must pass 3 times), so Verify waits for
+// that. A dry run only plans: it says whether the wait would be needed.
 func verifyPhase() plan.Phase {
-	return plan.Phase{Name: "verify", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
-		var last status.Report
-		if t.DryRun {
-			last = status.Collect(ctx, statusTarget(t))
+	return plan.Phase{Name: "verify",
+		Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+			if !t.DryRun {
+				return nil, nil
+			}
+			last := status.Collect(ctx, statusTarget(t))
 			if last.Healthy {
 				return nil, nil
 			}
 			return []plan.Step{{Host: "all", Action: "wait until every engine is healthy (now: " + last.Verdict + ")", Do: func(context.Context) error { return nil }}}, nil
-		}
-		err := plan.WaitFor(ctx, "every engine healthy", 90*time.Second, func(ctx context.Context) (bool, string) {
-			last = status.Collect(ctx, statusTarget(t))
-			if last.Healthy {
-				return true, ""
+		},
+		Verify: func(ctx context.Context, t *plan.Target) error {
+			var last status.Report
+			err := plan.WaitFor(ctx, "every engine healthy", 90*time.Second, func(ctx context.Context) (bool, string) {
+				last = status.Collect(ctx, statusTarget(t))
+				if last.Healthy {
+					return true, ""
+				}
+				return false, fmt.Sprintf("%s: %v", last.Verdict, last.Problems)
+			})
+			if err != nil {
+				return err
 			}
-			return false, fmt.Sprintf("%s: %v", last.Verdict, last.Problems)
-		})
-		if err != nil {
-			return nil, err
-		}
-		t.Say("verify", "all", "healthy: galera %d synced, rabbitmq %d running, memcached %d, ntp %d nodes synchronised; writes go to %s", len(last.Services.Galera), len(last.Services.RabbitMQ), len(last.Services.Memcached), len(last.Services.NTP), last.Writer)
-		return nil, nil
-	}}
+			t.Say("verify", "all", "healthy: galera %d synced, rabbitmq %d running, memcached %d, ntp %d nodes synchronised; writes go to %s", len(last.Services.Galera), len(last.Services.RabbitMQ), len(last.Services.Memcached), len(last.Services.NTP), last.Writer)
+			return nil
+		},
+	}
 }
 
 func newStatus(s Streams) *cobra.Command {
 	var file, output string
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "One view of every engine on every node: healthy, degraded or not serving",
@@ -70,7 +77,7 @@ Exit 0 healthy, 1 degraded but serving, 2 not serving.`,
 			// Status is a look at this moment: a host that does not
 			// answer the first connection attempt is reported as such,
 			// not retried until the probes' deadline.
-			t, _, err := reach(c, file, sshnode.Options{ConnectAttempts: 1})
+			t, _, err := reach(c, file, lf.quiet(), sshnode.Options{ConnectAttempts: 1})
 			if err != nil {
 				return err
 			}
@@ -92,5 +99,6 @@ Exit 0 healthy, 1 degraded but serving, 2 not serving.`,
 	}
 	addSpecFlag(cmd, &file)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	lf.add(cmd.Flags())
 	return cmd
 }

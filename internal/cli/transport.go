@@ -22,8 +22,9 @@ import (
 // spec gives it: a node with an ssh block (its own, or spec.ssh) over SSH,
 // any other node as a lab node of the lab on this machine. Engines and
 // phases see node.Node either way. opts sets the SSH pool (zero values:
-// the defaults).
-func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target, *secrets.Store, error) {
+// the defaults); lo places the lab (zero values: the environment or the
+// defaults).
+func reach(c *spec.Cluster, specPath string, lo lab.Options, opts sshnode.Options) (*plan.Target, *secrets.Store, error) {
 	var labNodes, sshNodes []spec.Node
 	for _, n := range c.Spec.Nodes {
 		if _, ok := c.NodeSSH(n); ok {
@@ -33,7 +34,7 @@ func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target
 		}
 	}
 	if len(sshNodes) == 0 {
-		l, err := lab.Open(lab.Options{})
+		l, err := lab.Open(lo)
 		if err != nil {
 			if errors.Is(err, lab.ErrNoLab) {
 				return nil, nil, fmt.Errorf("cluster %q: no lab is up for it, and its nodes have no ssh block: run 'hastack lab up -f %s' first, or give the nodes an ssh block to reach real hosts", c.Metadata.Name, specPath)
@@ -44,7 +45,7 @@ func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target
 	}
 	nodes := map[string]node.Node{}
 	if len(labNodes) > 0 {
-		l, err := lab.Open(lab.Options{})
+		l, err := lab.Open(lo)
 		if err != nil {
 			return nil, nil, fmt.Errorf("nodes %s have no ssh block, so they are lab nodes, but: %w", strings.Join(plan.Names(labNodes), ", "), err)
 		}
@@ -79,7 +80,7 @@ func reach(c *spec.Cluster, specPath string, opts sshnode.Options) (*plan.Target
 		return nil, nil, err
 	}
 	shared := len(labNodes) > 0 || sharesThisKernel(remote)
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store, SharedClock: shared}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: shared, SpecPath: absPath(specPath)}, store, nil
 }
 
 // sshConfig is how to reach node n, with its files found as the spec
@@ -146,4 +147,13 @@ func sharesThisKernel(nodes []*sshnode.Node) bool {
 		}
 	}
 	return false
+}
+
+// absPath is p made absolute, so that files beside the spec are found
+// whatever the working folder; p itself when that fails.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -9,11 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hastack/hastack/internal/deploy"
-	"github.com/hastack/hastack/internal/engine/chrony"
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
-	"github.com/hastack/hastack/internal/engine/memcached"
-	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
@@ -24,8 +22,8 @@ import (
 
 // target connects to the cluster's nodes: over SSH for nodes with an ssh
 // block, as lab nodes otherwise (transport.go).
-func target(c *spec.Cluster, specPath string) (*plan.Target, *secrets.Store, error) {
-	return reach(c, specPath, sshnode.Options{})
+func target(c *spec.Cluster, specPath string, lo lab.Options) (*plan.Target, *secrets.Store, error) {
+	return reach(c, specPath, lo, sshnode.Options{})
 }
 
 // labTarget is the cluster's nodes on the lab l.
@@ -45,39 +43,42 @@ func labTarget(c *spec.Cluster, specPath string, l *lab.Lab) (*plan.Target, *sec
 	if err != nil {
 		return nil, nil, err
 	}
-	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store, SharedClock: true}, store, nil
+	return &plan.Target{Cluster: c, Nodes: nodes, Secrets: store.Values(), SharedClock: true, SpecPath: absPath(specPath)}, store, nil
 }
 
 // Phases is the deploy, in order. Nodes on this machine (lab nodes, by
 // either transport) use its packages; real hosts get theirs installed.
 func phases(store *secrets.Store, bin endpoint.AgentBinary, onThisMachine bool) []plan.Phase {
-	return []plan.Phase{
+	ps := []plan.Phase{
 		deploy.Connect(),
 		deploy.Facts(),
-		deploy.Packages(onThisMachine),
-		deploy.Secrets(store),
+		deploy.Packages(onThisMachine, engines.PackagesFor),
+		deploy.Secrets(store, extraSecrets()...),
 		deploy.Ports(),
-		chrony.Phase(),
-		memcached.Phase(),
-		galera.Phase(),
-		rabbitmq.Phase(),
-		endpoint.Phase(bin),
-		verifyPhase(),
 	}
+	ps = append(ps, engines.Phases(engines.Inputs{Agent: bin})...)
+	return append(ps, verifyPhase())
 }
 
 func newUp(s Streams) *cobra.Command {
 	var file string
-	var dry bool
+	var dry, breakLock bool
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Deploy the HA layer on every node and prove it healthy",
 		Long: `Bring every node to what the spec says, in phases: connect, facts,
-packages, secrets, chrony, memcached, galera, rabbitmq, endpoint, verify.
+packages, secrets, chrony, memcached, galera, databases (the OpenStack
+services' databases and users), rabbitmq, endpoint, verify.
 Each phase gathers facts first and acts only where needed, so a second 'up'
 changes nothing, and 'up' after a failure or after engines were stopped
 continues from what is in place. Every progress line names its phase and
-host. 'up' says done only when 'status' finds everything healthy.`,
+host. 'up' says done only when 'status' finds everything healthy.
+
+While it works, 'up' holds a lock on every controller that answers
+(` + deploy.LockPath + `): a second 'up' on the same cluster, from this
+machine or another, is refused with the holder's name, pid, machine and
+start time. --break-lock removes a lock whose holder is gone for good.`,
 		Example: `  hastack up               # ./hastack.yaml
   hastack up --dry-run     # the per-host plan; changes nothing
   hastack up -f prod.yaml`,
@@ -87,24 +88,33 @@ host. 'up' says done only when 'status' finds everything healthy.`,
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s, c, file, dry, nil)
+			return runUp(cmd.Context(), s, c, file, upOptions{dry: dry, breakLock: breakLock, lab: lf.quiet()}, nil)
 		},
 	}
 	addSpecFlag(cmd, &file)
 	cmd.Flags().BoolVar(&dry, "dry-run", false, "print the per-host plan and change nothing")
+	lf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&breakLock, "break-lock", false, "remove another hastack's cluster lock first (only when that run is gone for good)")
 	return cmd
+}
+
+// upOptions shape one 'up'.
+type upOptions struct {
+	dry       bool
+	breakLock bool
+	lab       lab.Options // where the lab is, for nodes without an ssh block
 }
 
 // runUp deploys c on the lab l, or on the lab the environment names when l
 // is nil.
-func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry bool, l *lab.Lab) error {
+func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, o upOptions, l *lab.Lab) error {
 	var t *plan.Target
 	var store *secrets.Store
 	var err error
 	if l != nil {
 		t, store, err = labTarget(c, file, l)
 	} else {
-		t, store, err = target(c, file)
+		t, store, err = target(c, file, o.lab)
 	}
 	if err != nil {
 		return err
@@ -113,12 +123,26 @@ func runUp(ctx context.Context, s Streams, c *spec.Cluster, file string, dry boo
 	if err != nil {
 		return err
 	}
-	rep, err := deploy.Run(ctx, t, phases(store, bin, t.SharedClock), deploy.Options{DryRun: dry, Out: s.Out})
+	if !o.dry {
+		// One 'up' at a time per cluster: a dry run only looks.
+		var ctls []node.Node
+		for _, n := range c.Controllers() {
+			ctls = append(ctls, t.Node(n.Name))
+		}
+		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("up"), o.breakLock, func(format string, a ...any) {
+			fmt.Fprintf(s.Out, "[lock] "+format+"\n", a...)
+		})
+		if err != nil {
+			return err
+		}
+		defer lock.Release(context.WithoutCancel(ctx))
+	}
+	rep, err := deploy.Run(ctx, t, phases(store, bin, t.SharedClock), deploy.Options{DryRun: o.dry, Out: s.Out})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(s.Out, rep.Summary(dry))
-	if !dry {
+	fmt.Fprintln(s.Out, rep.Summary(o.dry))
+	if !o.dry {
 		var line string
 		for _, p := range rep.Phases {
 			line += fmt.Sprintf(" %s=%s", p.Name, p.Duration.Round(1e6))

@@ -12,6 +12,8 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	"gopkg.in/yaml.v3"
+
+	"github.com/hastack/hastack/internal/deploy"
 )
 
 // TestIntegrationUp is the main job end to end on a lab of the default
@@ -55,8 +57,8 @@ func TestIntegrationUp(t *testing.T) {
 		t.Errorf("the secrets phase before ports should have run: %v", err)
 	}
 
-	o, _, code := hs("up", "--dry-run")
-	if code != 0 || !strings.Contains(o, "would bootstrap a new Galera cluster") || !strings.Contains(o, "nothing was changed") {
+	dryOut, _, code := hs("up", "--dry-run")
+	if code != 0 || !strings.Contains(dryOut, "would bootstrap a new Galera cluster") || !strings.Contains(dryOut, "nothing was changed") {
 		t.Errorf("dry run: exit %d", code)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, "hastack.secrets.yaml"))
@@ -67,7 +69,7 @@ func TestIntegrationUp(t *testing.T) {
 		t.Error("a dry run changed the secrets file")
 	}
 
-	o, _, code = hs("up")
+	o, _, code := hs("up")
 	if code != 0 || !strings.Contains(o, "up: done") {
 		t.Fatalf("up: exit %d", code)
 	}
@@ -88,6 +90,9 @@ func TestIntegrationUp(t *testing.T) {
 		}
 	}
 	noSecrets("up", o)
+	// The dry run ran with the secrets already generated (the secrets
+	// phase ran before the ports refusal): its plan must not print them.
+	noSecrets("up --dry-run", dryOut)
 
 	o, _, code = hs("status", "-o", "json")
 	if code != 0 {
@@ -127,6 +132,25 @@ func TestIntegrationUp(t *testing.T) {
 		t.Errorf("dry run after up: exit %d", code)
 	}
 	noSecrets("up --dry-run", o)
+
+	// Another hastack holds the cluster lock (here: a holder on another
+	// machine, written on ctl2): 'up' refuses and names it; --break-lock
+	// removes it and goes on; the lock is gone when 'up' ends.
+	foreign := `{"command":"up","user":"ops","host":"elsewhere","bootId":"b","pid":77,"since":"2026-01-02T03:04:05Z","token":"t"}`
+	if _, _, code := hs("lab", "exec", "ctl2", "--", "sh", "-c", "mkdir -p /var/lib/hastack && echo '"+foreign+"' > "+deploy.LockPath); code != 0 {
+		t.Fatal("could not write a lock")
+	}
+	if _, e, code := hs("up"); code != 1 || !strings.Contains(e, "locked by 'hastack up' (pid 77 on elsewhere, user ops) since 2026-01-02T03:04:05Z") {
+		t.Errorf("up with the cluster locked: exit %d: %s", code, e)
+	}
+	if o, e, code := hs("up", "--break-lock"); code != 0 || !strings.Contains(o, "ctl2: removed the lock of 'hastack up' (pid 77 on elsewhere") {
+		t.Errorf("up --break-lock: exit %d: %s%s", code, o, e)
+	}
+	for _, n := range []string{"ctl1", "ctl2", "ctl3"} {
+		if _, _, code := hs("lab", "exec", n, "--", "test", "-e", deploy.LockPath); code == 0 {
+			t.Errorf("%s still holds a lock after up ended", n)
+		}
+	}
 
 	// A lost secrets file: 'up' must not make new secrets for a cluster
 	// that has data; it refuses before changing anything, and names what

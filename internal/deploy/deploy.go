@@ -26,6 +26,10 @@ type Options struct {
 	Out    io.Writer
 	// Heartbeat is how often a long step says it is still working.
 	Heartbeat time.Duration
+	// StepTimeout bounds every step (default 1 h: a state transfer of a
+	// large database is the longest); a step past it fails with its
+	// host and action named, and the run stops there.
+	StepTimeout time.Duration
 }
 
 // PhaseReport is what one phase did.
@@ -50,6 +54,9 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 5 * time.Second
 	}
+	if o.StepTimeout == 0 {
+		o.StepTimeout = time.Hour
+	}
 	var mu sync.Mutex
 	say := func(format string, a ...any) {
 		mu.Lock()
@@ -69,7 +76,13 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 			return rep, fmt.Errorf("phase %s: %w%s", ph.Name, err, resumeHint(o.DryRun))
 		}
 		if len(steps) == 0 {
-			say("[%s] nothing to do (%s)", ph.Name, since(pstart))
+			if ph.Verify != nil && !o.DryRun {
+				if err := verify(ctx, t, ph, say); err != nil {
+					return rep, err
+				}
+			} else {
+				say("[%s] nothing to do (%s)", ph.Name, since(pstart))
+			}
 			rep.Phases = append(rep.Phases, PhaseReport{Name: ph.Name, Duration: time.Since(pstart)})
 			continue
 		}
@@ -84,8 +97,13 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 			continue
 		}
 		for _, wave := range plan.Waves(steps) {
-			if err := runWave(ctx, ph.Name, wave, say, o.Heartbeat); err != nil {
+			if err := runWave(ctx, ph.Name, wave, say, o.Heartbeat, o.StepTimeout); err != nil {
 				return rep, fmt.Errorf("%w%s", err, resumeHint(false))
+			}
+		}
+		if ph.Verify != nil {
+			if err := verify(ctx, t, ph, say); err != nil {
+				return rep, err
 			}
 		}
 		d := time.Since(pstart)
@@ -95,6 +113,16 @@ func Run(ctx context.Context, t *plan.Target, phases []plan.Phase, o Options) (R
 	}
 	rep.Duration = time.Since(start)
 	return rep, nil
+}
+
+// verify runs a phase's Verify and says how long it took.
+func verify(ctx context.Context, t *plan.Target, ph plan.Phase, say func(string, ...any)) error {
+	start := time.Now()
+	if err := ph.Verify(ctx, t); err != nil {
+		return fmt.Errorf("phase %s: %w%s", ph.Name, err, resumeHint(false))
+	}
+	say("[%s] verified (%s)", ph.Name, since(start))
+	return nil
 }
 
 func resumeHint(dry bool) string {
@@ -108,7 +136,7 @@ func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).St
 
 // runWave runs one wave's steps in parallel, each saying when it starts and
 // ends, and reminding the operator every heartbeat that it still works.
-func runWave(ctx context.Context, phase string, wave []plan.Step, say func(string, ...any), heartbeat time.Duration) error {
+func runWave(ctx context.Context, phase string, wave []plan.Step, say func(string, ...any), heartbeat, timeout time.Duration) error {
 	errs := make([]error, len(wave))
 	var wg sync.WaitGroup
 	for i, s := range wave {
@@ -130,8 +158,13 @@ func runWave(ctx context.Context, phase string, wave []plan.Step, say func(strin
 					}
 				}
 			}()
-			err := s.Do(ctx)
+			sctx, cancel := context.WithTimeout(ctx, timeout)
+			err := s.Do(sctx)
+			cancel()
 			close(done)
+			if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				err = fmt.Errorf("no result after %s, the step's deadline: %w", timeout, err)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("phase %s, host %s: %s: %w", phase, s.Host, s.Action, err)
 				return

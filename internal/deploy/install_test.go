@@ -63,3 +63,11 @@ func TestInstallQuietly(t *testing.T) {
 		t.Errorf("with an existing policy-rc.d: %v", n.log)
 	}
 }
+
+// On this machine, a package that is there is not installed again.
+func TestInstallMissingNothingToDo(t *testing.T) {
+	done, err := InstallMissing(context.Background(), node.Local{}, []string{"dpkg"})
+	if err != nil || len(done) != 0 {
+		t.Fatalf("InstallMissing(dpkg) = %v, %v; want nothing to do", done, err)
+	}
+}

@@ -16,20 +16,6 @@ import (
 	"github.com/hastack/hastack/internal/spec"
 )
 
-// Packages each role needs, from Debian 12.
-var (
-	ControllerPackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}
-	ComputePackages    = []string{"chrony"}
-)
-
-// PackagesFor lists the packages a node's role needs.
-func PackagesFor(n spec.Node) []string {
-	if n.IsController() {
-		return ControllerPackages
-	}
-	return ComputePackages
-}
-
 // Connect checks that every node answers a command.
 func Connect() plan.Phase {
 	return plan.Phase{Name: "connect", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
@@ -65,10 +51,7 @@ func Facts() plan.Phase {
 				return err
 			}
 			id, ver := osRelease(string(data))
-			if id != "debian" || ver != "12" {
-				return fmt.Errorf("runs %s %s; hastack supports Debian 12 only", id, ver)
-			}
-			return nil
+			return checkRelease(t.Cluster, name, id, ver)
 		})
 	}}
 }
@@ -93,13 +76,14 @@ func osRelease(s string) (id, version string) {
 // Packages installs the Debian packages each role needs, where missing. On
 // a lab, nodes share the host's packages and have no route to a mirror:
 // missing packages are an error that says to install them on the host.
-func Packages(lab bool) plan.Phase {
+// need lists the packages a node needs (engines.PackagesFor).
+func Packages(lab bool, need func(spec.Node) []string) plan.Phase {
 	return plan.Phase{Name: "packages", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		missing := map[string][]string{}
 		var mu = make(chan struct{}, 1)
 		err := plan.ForEach(ctx, plan.Names(t.Cluster.Spec.Nodes), func(ctx context.Context, name string) error {
 			n, _ := t.Cluster.Node(name)
-			m, err := missingPackages(ctx, t.Node(name), PackagesFor(n))
+			m, err := missingPackages(ctx, t.Node(name), need(n))
 			if err != nil {
 				return err
 			}
@@ -131,6 +115,18 @@ func Packages(lab bool) plan.Phase {
 	}}
 }
 
+// InstallMissing installs those of pkgs the node lacks, with the
+// packages' scripts kept from starting services (hastack starts the
+// engines), and returns what it installed. The one installer: the packages
+// phase uses it on every host, 'hastack demo' on this machine.
+func InstallMissing(ctx context.Context, nd node.Node, pkgs []string) ([]string, error) {
+	missing, err := missingPackages(ctx, nd, pkgs)
+	if err != nil || len(missing) == 0 {
+		return nil, err
+	}
+	return missing, installQuietly(ctx, nd, missing)
+}
+
 func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string, error) {
 	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"dpkg-query", "-W", "-f", "${Package} ${Status}\n"}, pkgs...)})
 	// dpkg-query exits 1 when a package is unknown; its output still lists
@@ -155,12 +151,37 @@ func missingPackages(ctx context.Context, n node.Node, pkgs []string) ([]string,
 	return missing, nil
 }
 
+// mark is what a secret leaves on a controller once a cluster was
+// deployed with it: a path (glob), counted only beside another (also).
+type mark struct{ what, glob, also string }
+
+// Extra is a secret beyond the layer's own (an OpenStack service's
+// database password, the token cache key), and the mark a controller
+// bears once the cluster used it: Glob, a path the node's shell expands,
+// named What in messages; no Glob when nothing shows it.
+type Extra struct {
+	Name, What, Glob string
+}
+
 // Secrets generates the secrets the cluster needs, once, into the 0600
-// secrets file beside the spec. Everything after reads them.
-func Secrets(store *secrets.Store) plan.Phase {
+// secrets file beside the spec. Everything after reads them. A secret
+// whose mark a controller already bears is not generated: the run is
+// refused (see refuseNewSecretsForOldCluster).
+func Secrets(store *secrets.Store, extra ...Extra) plan.Phase {
+	state := map[string]mark{}
+	for k, v := range deployedState {
+		state[k] = v
+	}
+	names := secrets.Names()
+	for _, e := range extra {
+		names = append(names, e.Name)
+		if e.Glob != "" {
+			state[e.Name] = mark{what: e.What, glob: e.Glob}
+		}
+	}
 	return plan.Phase{Name: "secrets", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		var missing []string
-		for _, n := range secrets.Names() {
+		for _, n := range names {
 			if !store.Has(n) {
 				missing = append(missing, n)
 			}
@@ -169,26 +190,39 @@ func Secrets(store *secrets.Store) plan.Phase {
 			return nil, nil
 		}
 		slices.Sort(missing)
-		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing); err != nil {
+		if err := refuseNewSecretsForOldCluster(ctx, t, store.Path(), missing, state); err != nil {
 			return nil, err
 		}
+		// Generated now, stored by the step: later phases plan with the
+		// complete set in a dry run too (the values are never printed).
+		gen := store.Generate(missing...)
+		if t.DryRun {
+			t.Secrets = store.Values().With(gen)
+		}
 		return []plan.Step{{Host: "local", Action: fmt.Sprintf("generate %s into %s (mode 0600)", strings.Join(missing, ", "), store.Path()), Do: func(ctx context.Context) error {
-			for _, n := range missing {
-				store.Get(n)
+			store.Set(gen)
+			if err := store.Save(); err != nil {
+				return err
 			}
-			return store.Save()
+			t.Secrets = store.Values()
+			return nil
 		}}}, nil
 	}}
 }
 
 // deployedState is where each secret has left its mark on a controller
 // once the cluster was deployed with it: Galera's state file for the
-// database password, a RabbitMQ node database for the bus's secrets.
-var deployedState = map[string]struct{ what, glob string }{
-	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat"},
-	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
-	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*"},
+// database password, a RabbitMQ node database for the bus's secrets. A mark
+// counts only beside hastack's own file of that engine (also): Debian's
+// rabbitmq-server starts at install and makes a node database of its own
+// (guest only), which is no deployment; the package never writes
+// definitions.json. Galera's grastate.dat appears only once wsrep ran, not
+// for the package's stand-alone MariaDB.
+var deployedState = map[string]mark{
+	secrets.DatabaseAdminPassword: {"Galera data", "/var/lib/mysql/grastate.dat", ""},
+	secrets.ErlangCookie:          {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitAdminPassword:   {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
+	secrets.RabbitServicePassword: {"a RabbitMQ node database", "/var/lib/rabbitmq/mnesia/rabbit@*", "/etc/rabbitmq/definitions.json"},
 }
 
 // refuseNewSecretsForOldCluster stops a deploy that would generate a
@@ -197,7 +231,7 @@ var deployedState = map[string]struct{ what, glob string }{
 // give RabbitMQ nodes a different Erlang cookie one restart at a time
 // (each restarted node then cannot talk to the others). Nothing has
 // changed when it refuses.
-func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string) error {
+func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path string, missing []string, deployedState map[string]mark) error {
 	// The missing secrets grouped by the state they would have left.
 	globs := map[string][]string{}
 	for _, m := range missing {
@@ -212,7 +246,11 @@ func refuseNewSecretsForOldCluster(ctx context.Context, t *plan.Target, path str
 		for glob, names := range globs {
 			// The glob is expanded by the node's shell; no match leaves it
 			// as it is, which 'test -e' rejects.
-			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\" && echo \"$f\"; done; true"}})
+			also := ""
+			if a := deployedState[names[0]].also; a != "" {
+				also = " && test -e " + a
+			}
+			res, err := t.Node(name).Run(ctx, node.Cmd{Argv: []string{"sh", "-c", "for f in " + glob + "; do test -e \"$f\"" + also + " && echo \"$f\"; done; true"}})
 			if err != nil {
 				return fmt.Errorf("%s: looking for deployed state: %w", name, err)
 			}
@@ -265,9 +303,5 @@ func installQuietly(ctx context.Context, nd node.Node, pkgs []string) error {
 			_, _ = nd.Run(cctx, node.Cmd{Argv: []string{"rm", "-f", path}})
 		}()
 	}
-	_, err = nd.Run(ctx, node.Cmd{
-		Argv: append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
-		Env:  []string{"DEBIAN_FRONTEND=noninteractive"},
-	})
-	return err
+	return aptInstall(ctx, nd, pkgs)
 }

@@ -101,6 +101,11 @@ func Ports() plan.Phase {
 				if !ok || (l.Address != addr && l.Address != "0.0.0.0" && l.Address != "*" && l.Address != "::") {
 					continue
 				}
+				if l.Process == "systemd" && svc == "mariadb" {
+					// Debian's mariadb.socket: hastack stops and disables
+					// it when it starts mariadb (systemd hosts only).
+					continue
+				}
 				who := l.Process
 				if who == "" {
 					who = "an unknown process"

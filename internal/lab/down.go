@@ -44,6 +44,19 @@ func Down(ctx context.Context, o Options) error {
 		}
 	}
 	pids = append(pids, markedInits(o.Prefix)...)
+	// Booted hosts: the machine, the shell that reboots it, its cgroups
+	// (also a half-made lab's, found by name).
+	for _, n := range st.Nodes {
+		if err := stopBooted(n.Booted); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+		}
+	}
+	for _, c := range leftoverCgroups(o.Prefix) {
+		killCgroup(c)
+		if err := removeCgroups([]string{c}); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	killed := map[int]bool{}
 	for _, pid := range pids {
 		if killed[pid] {
@@ -107,7 +120,7 @@ func Down(ctx context.Context, o Options) error {
 		return fmt.Errorf("lab down: %w\nthe state in %s is kept; fix the above and run 'hastack lab down' again", err, o.StateDir)
 	}
 	for _, p := range []string{"nodes", "snapshots", "lab.json", "lab.json.tmp"} {
-		if err := os.RemoveAll(filepath.Join(o.StateDir, p)); err != nil {
+		if err := removeTree(filepath.Join(o.StateDir, p)); err != nil {
 			return fmt.Errorf("removing %s: %w", filepath.Join(o.StateDir, p), err)
 		}
 	}

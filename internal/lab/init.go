@@ -70,12 +70,15 @@ func runInit(raw string) int {
 	if err := becomeNode(c); err != nil {
 		return fail("%s: %v", c.Name, err)
 	}
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := supervise.NewServer(supervise.Options{SocketPath: SupervisorSocket, ReapOrphans: true, Log: os.Stderr})
+	// The node is ready once its supervisor listens: the lab starts
+	// services on it right after (the NTP stand-in), and a ready node
+	// whose socket is not there yet refused them under load.
+	srv := supervise.NewServer(supervise.Options{SocketPath: SupervisorSocket, ReapOrphans: true, Log: os.Stderr, Ready: func() {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+	}})
 	if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "lab node init: supervisor:", err)
 		return 1

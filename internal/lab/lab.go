@@ -23,7 +23,6 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +51,13 @@ type Options struct {
 	Exe string
 	// Log receives progress lines; nil discards them.
 	Log func(format string, a ...any)
+	// OS, when set (debian-12, debian-13), makes every spec node a booted
+	// Debian machine (systemd-nspawn, systemd as PID 1) rather than a
+	// namespace node. Only Up reads it; the lab records it.
+	OS string
+	// Bare, with OS, leaves the engines out of the image: hastack's
+	// packages phase installs them from the lab's package repository.
+	Bare bool
 }
 
 // DefaultStateDir is where the lab keeps its state unless told otherwise.
@@ -100,11 +106,14 @@ const RoleUpstreamNTP = "ntp-upstream"
 // State is what lab.json records: the lab's plan and what has been made of
 // it so far.
 type State struct {
-	Cluster  string      `json:"cluster"`
-	SpecPath string      `json:"specPath,omitempty"`
-	Prefix   string      `json:"prefix"`
-	Created  time.Time   `json:"created"`
-	Ready    bool        `json:"ready"` // Up finished
+	Cluster  string    `json:"cluster"`
+	SpecPath string    `json:"specPath,omitempty"`
+	Prefix   string    `json:"prefix"`
+	Created  time.Time `json:"created"`
+	Ready    bool      `json:"ready"` // Up finished
+	// OS is the release of a lab of booted hosts; empty for the namespace lab.
+	OS       string      `json:"os,omitempty"`
+	Bare     bool        `json:"bare,omitempty"`
 	Networks []NetState  `json:"networks"`
 	Nodes    []NodeState `json:"nodes"`
 	// ForwardRules are host iptables FORWARD rules the lab added so bridged
@@ -132,6 +141,9 @@ type NodeState struct {
 	NetNS   string       `json:"netns"`
 	Root    string       `json:"root"` // host folder holding the node's private folders
 	Extra   *UpstreamNTP `json:"upstreamNTP,omitempty"`
+	// Booted is set for a booted host (a lab with OS); PID and Start are
+	// then looked up when needed: they change when the machine reboots.
+	Booted *BootedState `json:"booted,omitempty"`
 }
 
 // NICState is one NIC of a lab node.
@@ -206,10 +218,30 @@ func Open(o Options) (*Lab, error) {
 func (l *Lab) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	data, _ := json.Marshal(l.state)
-	var s State
-	_ = json.Unmarshal(data, &s)
-	return s
+	return l.state.clone()
+}
+
+// clone is a deep copy: callers may keep or change it freely.
+func (s State) clone() State {
+	c := s
+	c.Networks = slices.Clone(s.Networks)
+	c.Nodes = make([]NodeState, len(s.Nodes))
+	for i, n := range s.Nodes {
+		n.NICs = slices.Clone(n.NICs)
+		if n.Extra != nil {
+			x := *n.Extra
+			n.Extra = &x
+		}
+		c.Nodes[i] = n
+	}
+	c.ForwardRules = make([][]string, len(s.ForwardRules))
+	for i, r := range s.ForwardRules {
+		c.ForwardRules[i] = slices.Clone(r)
+	}
+	if s.ForwardRules == nil {
+		c.ForwardRules = nil
+	}
+	return c
 }
 
 // Entry is one line of 'hastack lab list'.
@@ -233,6 +265,10 @@ func (l *Lab) List() []Entry {
 			}
 		}
 		e.Running = n.PID > 0 && alive(n.PID, n.Start)
+		if n.Booted != nil {
+			_, err := machineInit(n.Booted)
+			e.Running = err == nil
+		}
 		out = append(out, e)
 	}
 	return out
@@ -363,9 +399,4 @@ func (l *Lab) nodeState(name string) (NodeState, error) {
 	}
 	slices.Sort(names)
 	return NodeState{}, fmt.Errorf("no lab node %q (the lab has: %s)", name, strings.Join(names, ", "))
-}
-
-// Ctx-free helper for commands: a deadline for short host operations.
-func shortCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 30*time.Second)
 }

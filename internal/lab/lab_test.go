@@ -231,6 +231,8 @@ func TestIntegrationLab(t *testing.T) {
 		cancel()
 		if err == nil {
 			t.Error("a command past its deadline succeeded")
+		} else if !strings.Contains(err.Error(), "ctl3 is frozen") || !strings.Contains(err.Error(), "lab fault thaw ctl3") {
+			t.Errorf("a command that timed out on a frozen node does not say the node is frozen: %v", err)
 		}
 		if _, err := l.Thaw(ctx, "ctl3"); err != nil {
 			t.Fatal(err)
@@ -474,3 +476,16 @@ func ntpStratum(addr string) (int, error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// State hands out a deep copy: changing it changes nothing in the lab.
+func TestStateIsACopy(t *testing.T) {
+	l := &Lab{state: State{Cluster: "c", Networks: []NetState{{Name: "m"}}, Nodes: []NodeState{{Name: "n1", NICs: []NICState{{Name: "eth0"}}, Extra: &UpstreamNTP{Address: "a"}}}, ForwardRules: [][]string{{"x"}}}}
+	s := l.State()
+	s.Networks[0].Name = "changed"
+	s.Nodes[0].NICs[0].Name = "changed"
+	s.Nodes[0].Extra.Address = "changed"
+	s.ForwardRules[0][0] = "changed"
+	if got := l.State(); got.Networks[0].Name != "m" || got.Nodes[0].NICs[0].Name != "eth0" || got.Nodes[0].Extra.Address != "a" || got.ForwardRules[0][0] != "x" {
+		t.Errorf("the lab's state changed through a copy: %+v", got)
+	}
+}

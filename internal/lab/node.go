@@ -27,6 +27,18 @@ func (l *Lab) Node(name string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.Booted != nil {
+		pid, err := machineInit(n.Booted)
+		if err != nil {
+			return nil, fmt.Errorf("lab node %s is not running: %w", name, err)
+		}
+		st, err := procStart(pid)
+		if err != nil {
+			return nil, fmt.Errorf("lab node %s: %w", name, err)
+		}
+		n.PID, n.Start = pid, st
+		return &Node{st: n}, nil
+	}
 	if !alive(n.PID, n.Start) {
 		return nil, fmt.Errorf("lab node %s is not running (its init, pid %d, is gone); run 'hastack lab down' and 'hastack lab up'", name, n.PID)
 	}
@@ -81,10 +93,16 @@ func (n *Node) Command(ctx context.Context, argv []string, usr, dir string, env 
 		return nil, errors.New("no command")
 	}
 	args := []string{"-t", strconv.Itoa(n.st.PID), "-m", "-u", "-i", "-n", "-p"}
-	if dir != "" {
-		args = append(args, "--wd="+dir)
+	if dir == "" {
+		dir = "/"
+	}
+	if n.st.Booted != nil {
+		// A booted host has a root of its own. nsenter opens the folder
+		// before it enters the namespaces: name it through the host's
+		// view of that root.
+		args = append(args, "-r", "--wd="+filepath.Join(fmt.Sprintf("/proc/%d/root", n.st.PID), dir))
 	} else {
-		args = append(args, "--wd=/")
+		args = append(args, "--wd="+dir)
 	}
 	args = append(args, "--")
 	e := append([]string{}, nodeEnv...)
@@ -102,8 +120,51 @@ func (n *Node) Command(ctx context.Context, argv []string, usr, dir string, env 
 	return cmd, nil
 }
 
-// Run runs a command inside the node.
+// CommandTimeout is the deadline of a command whose context has none, as
+// over SSH: a command on a frozen node must not hold hastack for ever.
+const CommandTimeout = 15 * time.Minute
+
+// Run runs a command inside the node. A command that misses its deadline
+// on a frozen node (its processes stopped) says so.
 func (n *Node) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, CommandTimeout)
+		defer cancel()
+	}
+	res, err := n.run(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		if note := n.frozenNote(); note != "" {
+			err = fmt.Errorf("%w\n%s", err, note)
+		}
+	}
+	return res, err
+}
+
+// frozenNote explains a node whose processes are stopped (SIGSTOP, as
+// 'lab fault freeze' leaves it), "" otherwise.
+func (n *Node) frozenNote() string {
+	pids, err := nodePIDs(n.st.PID)
+	if err != nil {
+		return ""
+	}
+	stopped, total := 0, 0
+	for _, pid := range pids {
+		if pid == n.st.PID {
+			continue
+		}
+		total++
+		if s := procState(pid); s == "T" || s == "t" {
+			stopped++
+		}
+	}
+	if stopped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s is frozen: %d of its %d processes are stopped (SIGSTOP), so it answers nothing; thaw it with 'hastack lab fault thaw %s'", n.st.Name, stopped, total, n.st.Name)
+}
+
+func (n *Node) run(ctx context.Context, c node.Cmd) (node.Result, error) {
 	cmd, err := n.Command(ctx, c.Argv, c.User, c.Dir, c.Env)
 	if err != nil {
 		return node.Result{}, err

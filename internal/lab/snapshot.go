@@ -103,6 +103,9 @@ func (l *Lab) stopAll(ctx context.Context, services []RunningService) error {
 // Snapshot captures every node's files with every service stopped, so the
 // engines' data on disk is consistent, then starts the services again.
 func (l *Lab) Snapshot(ctx context.Context, name string, restart Restarter) (SnapshotInfo, error) {
+	if err := l.refuseBooted("snapshot"); err != nil {
+		return SnapshotInfo{}, err
+	}
 	if !snapshotName.MatchString(name) {
 		return SnapshotInfo{}, fmt.Errorf("snapshot name %q: use letters, digits, '.', '_' and '-' (at most 64)", name)
 	}
@@ -156,6 +159,9 @@ func (l *Lab) Snapshot(ctx context.Context, name string, restart Restarter) (Sna
 // Rollback stops every service, restores every node's files from the
 // snapshot and starts the services that ran when it was taken.
 func (l *Lab) Rollback(ctx context.Context, name string, restart Restarter) error {
+	if err := l.refuseBooted("rollback"); err != nil {
+		return err
+	}
 	info, err := l.snapshotInfo(name)
 	if err != nil {
 		return err

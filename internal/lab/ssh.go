@@ -68,7 +68,11 @@ func (l *Lab) EnableSSH(ctx context.Context, knownHosts string) (SSHAccess, erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			line, err := l.startSSHD(ctx, ns, pub)
+			start := l.startSSHD
+			if ns.Booted != nil {
+				start = l.bootedSSHD
+			}
+			line, err := start(ctx, ns, pub)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -256,6 +260,38 @@ func (l *Lab) startSSHD(ctx context.Context, ns NodeState, client ssh.PublicKey)
 		return "", err
 	}
 	l.opts.Log("%s: sshd on %s (host key %s)", ns.Name, addr, ssh.FingerprintSHA256(hostPub))
+	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostPub), nil
+}
+
+// bootedSSHD checks a booted host's own sshd (the Debian package's, under
+// systemd): the lab's client key is authorized for root, and its host key
+// (made when the host was cloned) is returned as a known_hosts line.
+func (l *Lab) bootedSSHD(ctx context.Context, ns NodeState, client ssh.PublicKey) (string, error) {
+	nd, err := l.Node(ns.Name)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	auth := ssh.MarshalAuthorizedKey(client)
+	if have, err := nd.ReadFile(ctx, "/root/.ssh/authorized_keys"); err != nil || !strings.Contains(string(have), strings.TrimSpace(string(auth))) {
+		if err := nd.WriteFile(ctx, "/root/.ssh/authorized_keys", append(have, auth...), 0o600, ""); err != nil {
+			return "", err
+		}
+	}
+	data, err := nd.ReadFile(ctx, "/etc/ssh/ssh_host_ed25519_key.pub")
+	if err != nil {
+		return "", err
+	}
+	hostPub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return "", fmt.Errorf("host key /etc/ssh/ssh_host_ed25519_key.pub: %w", err)
+	}
+	addr := net.JoinHostPort(ns.Address, "22")
+	if err := waitTCP(ctx, addr); err != nil {
+		return "", err
+	}
+	l.opts.Log("%s: sshd (systemd's ssh.service) on %s (host key %s)", ns.Name, addr, ssh.FingerprintSHA256(hostPub))
 	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostPub), nil
 }
 

@@ -64,9 +64,22 @@ func Up(ctx context.Context, c *spec.Cluster, specPath string, o Options) (*Lab,
 			specPath = abs
 		}
 	}
+	var rel Release
+	if o.OS != "" {
+		if rel, err = ParseOS(o.OS); err != nil {
+			return nil, err
+		}
+		if err := checkBootedTools(); err != nil {
+			return nil, err
+		}
+	}
 	st, err := plan(c, specPath, o)
 	if err != nil {
 		return nil, err
+	}
+	st.OS, st.Bare = rel.Name, o.Bare && rel.Name != ""
+	if o.Bare && rel.Name == "" {
+		return nil, errors.New("--bare needs --os: the namespace lab uses this machine's packages")
 	}
 	if err := preflight(ctx, st); err != nil {
 		return nil, err
@@ -76,7 +89,11 @@ func Up(ctx context.Context, c *spec.Cluster, specPath string, o Options) (*Lab,
 	if err := l.save(); err != nil {
 		return nil, fmt.Errorf("writing the lab state: %w", err)
 	}
-	if err := l.build(ctx); err != nil {
+	build := l.build
+	if rel.Name != "" {
+		build = func(ctx context.Context) error { return l.buildBooted(ctx, rel) }
+	}
+	if err := build(ctx); err != nil {
 		return l, fmt.Errorf("%w\nthe lab is half-made; remove it with 'hastack lab down' and run 'hastack lab up' again", err)
 	}
 	l.mu.Lock()
@@ -444,6 +461,12 @@ cmdport 0
 // allRunning reports whether every node's init is alive.
 func (l *Lab) allRunning() bool {
 	for _, n := range l.State().Nodes {
+		if n.Booted != nil {
+			if _, err := machineInit(n.Booted); err != nil {
+				return false
+			}
+			continue
+		}
 		if !alive(n.PID, n.Start) {
 			return false
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,20 @@ type LintOptions struct {
 // read as a service config is itself a finding.
 func Lint(name string, data []byte, o LintOptions) []Finding {
 	l := &linter{file: name, o: o}
+	out := l.lint(data)
+	var creds []string
+	if l.cfg != nil {
+		creds = l.credentials()
+	}
+	for i := range out {
+		out[i].Message = mask(out[i].Message, creds)
+		out[i].Fix = mask(out[i].Fix, creds)
+	}
+	return out
+}
+
+func (l *linter) lint(data []byte) []Finding {
+	o := l.o
 	cat, ok := catalogFor(o.Release)
 	if !ok {
 		l.add(0, Error, fmt.Sprintf("OpenStack release %q is not one hastack knows", o.Release), "use one of "+strings.Join(spec.OpenStackReleases, ", "))
@@ -101,6 +116,55 @@ func Lint(name string, data []byte, o LintOptions) []Finding {
 	sort.SliceStable(l.out, func(i, j int) bool { return l.out[i].Line < l.out[j].Line })
 	return l.out
 }
+
+// masked is what a credential reads as in a finding.
+const masked = "****"
+
+// urlPassword is the password part of a URL's user info, in any text:
+// rabbit://user:PASSWORD@host, mysql+pymysql://user:PASSWORD@host/db.
+var urlPassword = regexp.MustCompile(`(://[^:@/\s,]*:|,[^:@/\s,]*:)([^@\s]*)@`)
+
+// credentials are the values of the file that must never be printed: every
+// password in a URL's user info, and every option whose name says it holds
+// a secret.
+func (l *linter) credentials() []string {
+	var out []string
+	for _, a := range l.cfg.Assignments {
+		k := strings.ToLower(a.Key)
+		if strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.HasSuffix(k, "_key") || strings.HasSuffix(k, "token") {
+			if a.Value != "" {
+				out = append(out, a.Value)
+			}
+		}
+		for _, m := range urlPassword.FindAllStringSubmatch(a.Value, -1) {
+			if m[2] != "" {
+				out = append(out, m[2])
+			}
+		}
+	}
+	// Longest first, so that a secret containing another is masked whole.
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// mask hides credentials in a finding's text: the file's own secrets in
+// any quoted value, and any URL password even when the file could not be
+// parsed.
+func mask(text string, secrets []string) string {
+	// Findings quote values (%q); a secret is masked inside a quoted
+	// value, never in the words around it (a one-letter password must
+	// not mask every such letter of the message).
+	text = quoted.ReplaceAllStringFunc(text, func(q string) string {
+		for _, s := range secrets {
+			q = strings.ReplaceAll(q, s, masked)
+		}
+		return q
+	})
+	return urlPassword.ReplaceAllString(text, "${1}"+masked+"@")
+}
+
+// quoted is a Go-quoted string in a message.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 type linter struct {
 	file string
@@ -610,6 +674,29 @@ func (l *linter) authtoken() {
 	}
 	if d, line, _ := l.numberValue("keystone_authtoken", "memcache_pool_dead_retry", 300); d < 30 {
 		l.add(line, Warning, fmt.Sprintf("[keystone_authtoken] memcache_pool_dead_retry = %g: a dead memcached is tried again every %g s, each try of a frozen one stalling a request", d, d), fmt.Sprintf("memcache_pool_dead_retry = %d", authtokenDead))
+	}
+	l.tokenSecurity(sLine)
+}
+
+// tokenSecurity: keystonemiddleware caches validated tokens in memcached,
+// which anyone on the management network can read and write; only
+// ENCRYPT keeps the tokens secret.
+func (l *linter) tokenSecurity(serversLine int) {
+	strategy, line, ok := l.value("keystone_authtoken", "memcache_security_strategy")
+	strategy = strings.ToUpper(strings.TrimSpace(strategy))
+	const fix = "memcache_security_strategy = ENCRYPT and memcache_secret_key = a secret shared by every service (hastack render writes both)"
+	switch {
+	case !ok || strategy == "" || strategy == "NONE":
+		l.add(lineOr(line, serversLine), Warning, "[keystone_authtoken] caches tokens in memcached without memcache_security_strategy: every validated token sits there in plain text, readable and writable by anyone on the management network", fix)
+		return
+	case strategy == "MAC":
+		l.add(line, Warning, "[keystone_authtoken] memcache_security_strategy = MAC signs the cached tokens but leaves them readable by anyone on the management network", fix)
+	case strategy != "ENCRYPT":
+		l.add(line, Error, fmt.Sprintf("[keystone_authtoken] memcache_security_strategy = %q is neither MAC nor ENCRYPT: keystonemiddleware refuses to start", strategy), fix)
+		return
+	}
+	if key, _, ok := l.value("keystone_authtoken", "memcache_secret_key"); !ok || strings.TrimSpace(key) == "" {
+		l.add(line, Error, "[keystone_authtoken] memcache_security_strategy is set without memcache_secret_key: keystonemiddleware refuses to start", fix)
 	}
 }
 

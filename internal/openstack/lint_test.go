@@ -163,3 +163,46 @@ func TestLevenshtein(t *testing.T) {
 		}
 	}
 }
+
+// No finding ever prints a credential, whichever check made it: values
+// quoted whole (an end-of-line comment), URLs with passwords, and options
+// that hold secrets.
+func TestLintMasksCredentials(t *testing.T) {
+	const pw1, pw2, pw3, pw4 = "Sup3rSecretRabbit", "DbPassw0rdXYZ", "AuthPassQQQ", "CacheKeyZZZ"
+	conf := "[DEFAULT]\n" +
+		"transport_url = rabbit://openstack:" + pw1 + "@h1:5672,openstack:" + pw1 + "@h2:5672/ # two hosts\n" +
+		"[database]\n" +
+		"connection = mysql+pymysql://nova:" + pw2 + "@10.0.0.1/nova # the VIP\n" +
+		"connection = mysql+pymysql://nova:" + pw2 + "@10.0.0.1/nova\n" +
+		"[keystone_authtoken]\n" +
+		"password = " + pw3 + " # service user\n" +
+		"memcache_secret_key = " + pw4 + " #x\n" +
+		"[cache]\n" +
+		"backend_argument = url:mysql://u:" + pw2 + "@h #y\n"
+	fs := Lint("nova.conf", []byte(conf), LintOptions{Release: Zed})
+	if len(fs) == 0 {
+		t.Fatal("no findings: the fixture must make some (end-of-line comments, one server)")
+	}
+	quoted := 0
+	for _, f := range fs {
+		s := f.String()
+		for _, pw := range []string{pw1, pw2, pw3, pw4} {
+			if strings.Contains(s, pw) {
+				t.Errorf("finding prints a credential: %s", s)
+			}
+		}
+		if strings.Contains(s, masked) {
+			quoted++
+		}
+	}
+	if quoted == 0 {
+		t.Errorf("no finding quotes a masked value; the fixture should make some:\n%v", fs)
+	}
+	// A file oslo.config cannot parse is quoted in the error too.
+	bad := Lint("x.conf", []byte("[DEFAULT]\ntransport_url rabbit://u:"+pw1+"@h1\n"), LintOptions{Release: Zed})
+	for _, f := range bad {
+		if strings.Contains(f.String(), pw1) {
+			t.Errorf("parse error prints a credential: %s", f)
+		}
+	}
+}

@@ -28,7 +28,9 @@ const Dir = "openstack"
 type service struct {
 	name string
 	// databases maps config sections to database names ([database] nova,
-	// [api_database] nova_api); empty for services without SQL.
+	// [api_database] nova_api); empty for services without SQL. A database
+	// with no section is one the service derives from another: nova-manage
+	// cell_v2 map_cell0 names nova_cell0 after [database] connection.
 	databases [][2]string
 	// notifies: the service emits notifications that ceilometer consumes.
 	notifies bool
@@ -41,7 +43,7 @@ type service struct {
 // Services are the services the source document names (Compute, Block
 // Storage, Networking, Telemetry) and keystone, which caches in memcached.
 var services = []service{
-	{name: "nova", databases: [][2]string{{"database", "nova"}, {"api_database", "nova_api"}}, notifies: true, authtoken: true},
+	{name: "nova", databases: [][2]string{{"database", "nova"}, {"api_database", "nova_api"}, {"", "nova_cell0"}}, notifies: true, authtoken: true},
 	{name: "cinder", databases: [][2]string{{"database", "cinder"}}, notifies: true, authtoken: true},
 	{name: "neutron", databases: [][2]string{{"database", "neutron"}}, notifies: true, authtoken: true},
 	{name: "ceilometer", consumes: true},
@@ -58,9 +60,32 @@ func ServiceNames() []string {
 }
 
 // DatabasePasswordSecret names the secret holding a service's database
-// password. hastack does not create the services' databases or users; the
-// OpenStack installation does, with this password.
+// password. 'up' creates the service's databases and its user with it
+// (galera.ServiceDatabasesPhase).
 func DatabasePasswordSecret(svc string) string { return "database/" + svc }
+
+// MemcacheSecretKey names the secret keystonemiddleware encrypts and signs
+// the tokens it caches in memcached with; every service shares it.
+const MemcacheSecretKey = "openstack/memcache-secret-key"
+
+// Database is one database a service's rendered config refers to, and
+// the user it connects as.
+type Database struct {
+	Service string // the service, which is also its database user
+	Section string // [database] or [api_database]; "" for nova_cell0, which nova derives from [database]
+	Name    string // the database
+}
+
+// Databases lists every database the rendered configs refer to, in order.
+func Databases() []Database {
+	var out []Database
+	for _, s := range services {
+		for _, d := range s.databases {
+			out = append(out, Database{Service: s.name, Section: d[0], Name: d[1]})
+		}
+	}
+	return out
+}
 
 // Failover timings hastack writes, in one place.
 const (
@@ -251,12 +276,16 @@ must match those of the services that emit).`)
 	}
 
 	for _, d := range svc.databases {
+		if d[0] == "" {
+			continue
+		}
 		f.section(d[0], "")
 		f.set("connection", DatabaseURL(c, s, svc.name, d[1]), fmt.Sprintf(
 			`Through the database endpoint (%s, keepalived + HAProxy), never one
 controller: HAProxy sends every write to one Synced Galera node and moves
 to another when it fails. The password is the secret %s of the
-cluster's secrets file; create the database and its user with it.`,
+cluster's secrets file; 'hastack up' creates the database and the user with
+it, granted this service's databases only, from the management network.`,
 			c.Spec.Database.Endpoint.VIP, DatabasePasswordSecret(svc.name)))
 		f.set("connection_recycle_time", strconv.Itoa(recycleTime), fmt.Sprintf(
 			`Below HAProxy's 3600 s 'timeout client/server' (the default %d equals it): a
@@ -281,6 +310,16 @@ stalls a request %d s at most, then is skipped (default 3 s).`, authtokenTimeout
 			`A dead memcached is retried after %d s (default 300 s): a restarted one takes
 its share of the tokens back within a minute, and a still-dead one costs at
 most one stalled request per %d s and process.`, authtokenDead, authtokenDead))
+		f.set("memcache_security_strategy", "ENCRYPT",
+			`Without it, every validated token and its data sit in memcached in plain
+text, readable and writable by anyone who reaches the management network
+(memcached has no authentication): a token can be read, or a forged
+validation written. ENCRYPT encrypts and signs each entry (MAC would only
+sign it).`)
+		f.set("memcache_secret_key", s.Get(MemcacheSecretKey), fmt.Sprintf(
+			`The key the entries are encrypted and signed with: the secret %s of
+the cluster's secrets file, the same for every service, so services that
+validate the same token share the cache entry.`, MemcacheSecretKey))
 	}
 	return f.b.String()
 }

@@ -34,7 +34,10 @@ type Target struct {
 	Cluster *spec.Cluster
 	// Nodes by spec node name, every node of the spec.
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
+	// SpecPath is the spec's file on this machine; records that must
+	// survive a crash of hastack are kept beside it.
+	SpecPath string
 	// SharedClock is true when the nodes share this machine's clock (the
 	// lab): chronyd must then serve time without steering the clock.
 	SharedClock bool
@@ -62,9 +65,24 @@ func (t *Target) Say(phase, host, format string, a ...any) {
 type Phase struct {
 	Name string
 	// Plan gathers facts and returns the steps needed; none when the
-	// nodes are already as the spec wants them. It changes nothing.
+	// nodes are already as the spec wants them. It changes nothing and
+	// does not wait for anything to happen.
 	Plan func(ctx context.Context, t *Target) ([]Step, error)
+	// Verify, when set, runs after the phase's steps (or when there were
+	// none) in a real run, never in a dry run: it waits, within its own
+	// deadline, for the state the phase promises, and fails the run when
+	// it does not come.
+	Verify func(ctx context.Context, t *Target) error
 }
+
+// Refusal is a state a phase will not act on by itself: what is wrong and
+// what the operator can do. Nothing was changed when a phase refuses.
+type Refusal struct {
+	Problem string
+	Remedy  string
+}
+
+func (r *Refusal) Error() string { return r.Problem + ": " + r.Remedy }
 
 // Step is one action on one host.
 type Step struct {
@@ -312,20 +330,43 @@ func Running(ctx context.Context, n node.Node, name string) (bool, error) {
 // since (a service's start): the running process has not read them. It
 // catches a configuration written by an 'up' that failed before it
 // restarted the service, which the next 'up' would otherwise never apply.
-// A zero since (the supervisor does not know) reports false.
+// A zero since (the supervisor does not know) reports false. A file that
+// cannot be examined is an error naming it: skipping the test would
+// silently skip the restart.
 func NewerThan(ctx context.Context, n node.Node, since time.Time, paths ...string) (bool, error) {
 	if since.IsZero() || len(paths) == 0 {
 		return false, nil
 	}
 	res, err := n.Run(ctx, node.Cmd{Argv: append([]string{"stat", "-c", "%Y"}, paths...)})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("is %s newer than the running service (started %s)? %w", strings.Join(paths, ", "), since.Format(time.RFC3339), err)
 	}
-	for _, line := range strings.Fields(string(res.Stdout)) {
+	lines := strings.Fields(string(res.Stdout))
+	if len(lines) != len(paths) {
+		return false, fmt.Errorf("is %s newer than the running service? stat printed %d time(s) for %d file(s)", strings.Join(paths, ", "), len(lines), len(paths))
+	}
+	for i, line := range lines {
 		sec, err := strconv.ParseInt(line, 10, 64)
-		if err == nil && sec > since.Unix() {
+		if err != nil {
+			return false, fmt.Errorf("modification time of %s: %q is not a number", paths[i], line)
+		}
+		if sec > since.Unix() {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// NotReadSince reports whether the service runs with a configuration older
+// than its files (see NewerThan): the files were written after it
+// started.
+func NotReadSince(ctx context.Context, n node.Node, st node.ServiceState, paths ...string) (bool, error) {
+	if !st.Running {
+		return false, nil
+	}
+	newer, err := NewerThan(ctx, n, st.Started, paths...)
+	if err != nil {
+		return false, fmt.Errorf("%s: %s: %w", n.Name(), st.Name, err)
+	}
+	return newer, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/node"
@@ -83,11 +84,20 @@ func TestStaleFiles(t *testing.T) {
 // nothing to do, and every error is returned with its host's name.
 func TestNodeSteps(t *testing.T) {
 	nodes := []spec.Node{{Name: "ctl1"}, {Name: "ctl2"}, {Name: "ctl3"}, {Name: "cmp1"}}
-	var all sync.WaitGroup
-	all.Add(len(nodes))
+	// Every planner waits until all have started, which only a parallel
+	// NodeSteps lets happen; the wait is bounded, so that a serial one
+	// fails here instead of hanging the whole test run.
+	var started sync.WaitGroup
+	started.Add(len(nodes))
+	all := make(chan struct{})
+	go func() { started.Wait(); close(all) }()
 	steps, err := NodeSteps(context.Background(), nodes, func(ctx context.Context, n spec.Node) (*Step, error) {
-		all.Done()
-		all.Wait()
+		started.Done()
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+			return nil, errors.New("the other nodes were not planned at the same time")
+		}
 		if n.Name == "ctl2" {
 			return nil, nil
 		}

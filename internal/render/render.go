@@ -10,25 +10,14 @@ import (
 	"sort"
 
 	"github.com/hastack/hastack/internal/engine"
-	"github.com/hastack/hastack/internal/engine/chrony"
-	"github.com/hastack/hastack/internal/engine/endpoint"
-	"github.com/hastack/hastack/internal/engine/galera"
-	"github.com/hastack/hastack/internal/engine/memcached"
-	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/secrets"
 	"github.com/hastack/hastack/internal/spec"
 )
 
-// Engines lists every engine in deploy order. A new engine goes here.
-func Engines() []engine.Renderer {
-	return []engine.Renderer{
-		chrony.Renderer{},
-		memcached.Renderer{},
-		galera.Renderer{},
-		rabbitmq.Renderer{},
-		endpoint.Renderer{},
-	}
-}
+// Engines lists every engine's renderer in deploy order (package engines
+// holds the list).
+func Engines() []engine.Renderer { return engines.Renderers() }
 
 // NodeFiles is every file of one node, by engine, in engine order.
 type NodeFiles struct {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -26,13 +27,45 @@ const (
 	DatabaseAdminPassword = "database/hastack"   // hastack's own administrator and health probes
 )
 
-// Source hands out secrets by name, generating them on first need.
+// Source hands out secrets by name. Work that fans out over hosts reads a
+// Values (resolved once, read-only); only the secrets phase of 'up' and
+// 'render' generate, through a Store.
 type Source interface {
 	Get(name string) string
 }
 
-// Store is a secrets file. It is not safe for concurrent use.
+// Values is a read-only set of secrets, resolved once before work fans
+// out over hosts, and safe for concurrent use. A missing secret reads as
+// "" and is never generated: a probe then fails to authenticate, which is
+// the truth when the secrets file lacks it.
+type Values struct{ m map[string]string }
+
+// Get returns the named secret, "" when the set does not hold it.
+func (v Values) Get(name string) string { return v.m[name] }
+
+// Has reports whether the set holds the named secret.
+func (v Values) Has(name string) bool {
+	_, ok := v.m[name]
+	return ok
+}
+
+// With returns a copy of v with the given secrets added.
+func (v Values) With(add map[string]string) Values {
+	m := make(map[string]string, len(v.m)+len(add))
+	for k, x := range v.m {
+		m[k] = x
+	}
+	for k, x := range add {
+		m[k] = x
+	}
+	return Values{m: m}
+}
+
+// Store is a secrets file. Its methods are safe for concurrent use, but
+// work that fans out reads a Values snapshot instead (Store.Values), so
+// that nothing is generated behind the operator's back.
 type Store struct {
+	mu      sync.Mutex
 	path    string
 	cluster string
 	values  map[string]string
@@ -79,6 +112,9 @@ func Open(path, cluster string) (*Store, error) {
 		return nil, fmt.Errorf("secrets file %s belongs to cluster %q, not %q: name another spec or move the file away", path, f.Cluster, cluster)
 	}
 	for k, v := range f.Secrets {
+		if err := checkValue(v); err != nil {
+			return nil, fmt.Errorf("secrets file %s: secret %s %v: fix or remove it (a removed secret is generated again, which a deployed cluster refuses)", path, k, err)
+		}
 		s.values[k] = v
 	}
 	return s, nil
@@ -87,8 +123,38 @@ func Open(path, cluster string) (*Store, error) {
 // Path is where the store is kept.
 func (s *Store) Path() string { return s.path }
 
+// Values is a read-only snapshot of the secrets the store holds now.
+func (s *Store) Values() Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Values{}.With(s.values)
+}
+
+// Generate returns a new random value for each name, without storing it.
+func (s *Store) Generate(names ...string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		out[n] = s.generate(32)
+	}
+	return out
+}
+
+// Set stores the given values (written by Save).
+func (s *Store) Set(values map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range values {
+		s.values[k] = v
+		s.dirty = true
+	}
+}
+
 // Get returns the named secret, generating it on first need.
 func (s *Store) Get(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if v, ok := s.values[name]; ok {
 		return v
 	}
@@ -120,6 +186,8 @@ func (s *Store) generate(n int) string {
 
 // Save writes the file (mode 0600, atomically) when a secret was generated.
 func (s *Store) Save() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.dirty {
 		return nil
 	}
@@ -189,6 +257,8 @@ func (f Fixed) Get(name string) string {
 
 // Has reports whether the named secret exists already.
 func (s *Store) Has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, ok := s.values[name]
 	return ok
 }
@@ -197,3 +267,22 @@ func (s *Store) Has(name string) bool {
 func Names() []string {
 	return []string{ErlangCookie, RabbitAdminPassword, RabbitServicePassword, DatabaseAdminPassword}
 }
+
+// checkValue refuses a secret that would not survive the places it goes
+// (SQL literals are escaped, but a configuration line or a URL cannot hold
+// every byte): it must be non-empty, printable ASCII, without quotes or
+// backslashes.
+func checkValue(v string) error {
+	if v == "" {
+		return errors.New("is empty")
+	}
+	for i, r := range v {
+		if r < 0x21 || r > 0x7e || r == '\'' || r == '"' || r == '\\' {
+			return fmt.Errorf("has a character hastack cannot pass on safely at position %d (use printable ASCII without quotes, backslashes or spaces)", i+1)
+		}
+	}
+	return nil
+}
+
+// NewValues is a read-only set of the given secrets (tests, dry runs).
+func NewValues(m map[string]string) Values { return Values{}.With(m) }

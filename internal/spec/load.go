@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,19 +114,54 @@ func Parse(data []byte) (*Cluster, Problems) {
 	}
 	w := walker{lines: map[string]int{}}
 	w.walk(&doc, reflect.TypeOf(Cluster{}), "")
-	if len(w.problems) > 0 {
-		return nil, w.problems
-	}
+	// The walker pruned what it refused (unknown fields, second copies of
+	// a field, values of the wrong type), so the rest decodes and is
+	// validated too: every problem is reported at once, not one edit at
+	// a time.
+	strict := w.problems
 	var c Cluster
 	if err := doc.Decode(&c); err != nil {
-		return nil, Problems{{Severity: Error, Message: err.Error()}}
+		return nil, append(strict, Problem{Severity: Error, Message: err.Error()})
 	}
 	c.ApplyDefaults()
 	ps := c.Validate()
 	for i := range ps {
 		ps[i].Line = w.lineOf(ps[i].Path)
 	}
-	return &c, ps
+	if len(strict) == 0 {
+		return &c, ps
+	}
+	// A semantic finding about a value that was pruned (a port of the
+	// wrong type then reads as missing) says the same thing again: only
+	// the strict finding is kept.
+	out := strict
+	for _, p := range ps {
+		if !slices.ContainsFunc(strict, func(s Problem) bool { return within(p.Path, s.Path) }) {
+			out = append(out, p)
+		}
+	}
+	// The cluster was decoded from a pruned document, not the file: it
+	// must not be used.
+	return nil, out
+}
+
+// within reports whether path is at or under root (spec.nodes[0] is under
+// spec.nodes; spec.nodesX is not).
+func within(path, root string) bool {
+	if root == "" || path == root {
+		return true
+	}
+	if !strings.HasPrefix(path, root) {
+		return false
+	}
+	c := path[len(root)]
+	return c == '.' || c == '['
+}
+
+// prune replaces a refused value by null, which leaves the field's
+// default in place for the rest of the validation. The line is kept.
+func prune(n *yaml.Node) {
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
 // walker checks a YAML tree against the Go types before decoding, so that
@@ -171,6 +207,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			w.add(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			prune(n)
 		}
 		return
 	}
@@ -183,14 +220,19 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
 			w.add(n, path, "must be true or false, not %s", kindName(n))
+			prune(n)
 		}
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			w.add(n, path, "must be a mapping of fields, not %s", kindName(n))
+			prune(n)
 			return
 		}
 		fields := yamlFields(t)
 		seen := map[string]bool{}
+		// kept is the mapping without the fields refused here, so that
+		// the rest can be decoded and validated.
+		var kept []*yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			fp := join(path, k.Value)
@@ -211,10 +253,13 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 				continue
 			}
 			w.walk(v, f, fp)
+			kept = append(kept, k, v)
 		}
+		n.Content = kept
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			w.add(n, path, "must be a list, not %s", kindName(n))
+			prune(n)
 			return
 		}
 		for i, item := range n.Content {
@@ -223,17 +268,21 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			w.add(n, path, "must be a string, not %s", kindName(n))
+			prune(n)
 		}
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode {
 			w.add(n, path, "must be a whole number, not %s", kindName(n))
+			prune(n)
 			return
 		}
 		if _, err := strconv.Atoi(n.Value); err != nil {
 			w.add(n, path, "must be a whole number, not %q", n.Value)
+			prune(n)
 		}
 	default:
 		w.add(n, path, "internal: no check for Go kind %s", t.Kind())
+		prune(n)
 	}
 }
 

@@ -3,6 +3,7 @@ package spec
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,7 +68,17 @@ func TestSpecFiles(t *testing.T) {
 						t.Errorf("missing warning %q; got:\n%v", m, ps)
 					}
 				}
-				if nwarn >= 0 && len(ps.Warnings()) != nwarn {
+				// Every warning is pinned: named by an expect line, and
+				// counted, so that a new or lost warning fails here.
+				for _, w := range ps.Warnings() {
+					if !slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(w.String(), m) }) {
+						t.Errorf("warning not pinned by an '# expect:' line: %s", w)
+					}
+				}
+				if nwarn < 0 {
+					t.Fatal("valid testdata needs '# expect-warnings: N'")
+				}
+				if len(ps.Warnings()) != nwarn {
 					t.Errorf("got %d warnings, want %d:\n%v", len(ps.Warnings()), nwarn, ps.Warnings())
 				}
 			case strings.HasPrefix(name, "invalid-"):

@@ -96,7 +96,7 @@ func (n *Node) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.pool.opts.CommandTimeout)
 		defer cancel()
 	}
-	res, err := n.run(ctx, line, c.Stdin, c.Stdout, c.Stderr)
+	res, err := n.run(ctx, hostDeadline(ctx, line), c.Stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		return res, err
 	}
@@ -119,8 +119,12 @@ func (n *Node) Run(ctx context.Context, c node.Cmd) (node.Result, error) {
 // run runs a command line on the node's connection within the host's and
 // the pool's command limits. A session that cannot be opened means the
 // connection broke before the command was sent: that, and only that, is
-// tried once more on a new connection.
+// tried once more on a new connection. A session the host refused on a
+// working connection (sshd's MaxSessions) is asked for again on the same
+// connection until the context ends: closing the connection would kill
+// every other command running on it.
 func (n *Node) run(ctx context.Context, line string, stdin io.Reader, stdout, stderr io.Writer) (node.Result, error) {
+	reconnected := false
 	for attempt := 1; ; attempt++ {
 		client, release, err := n.acquire(ctx)
 		if err != nil {
@@ -131,9 +135,22 @@ func (n *Node) run(ctx context.Context, line string, stdin io.Reader, stdout, st
 		})
 		release()
 		var se *sessionError
-		if errors.As(err, &se) && attempt == 1 && ctx.Err() == nil {
-			n.dropClient(client)
-			continue
+		if errors.As(err, &se) && ctx.Err() == nil {
+			if refusedSession(err) {
+				// sshd said no to one more session on a connection that
+				// works ("no more sessions": it frees closed sessions
+				// late). Every other command on it is fine: wait a
+				// little and ask again, on the same connection.
+				if werr := sleepCtx(ctx, sessionRetryDelay(attempt)); werr != nil {
+					return res, err
+				}
+				continue
+			}
+			if !reconnected {
+				n.dropClient(client)
+				reconnected = true
+				continue
+			}
 		}
 		return res, err
 	}

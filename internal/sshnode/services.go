@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -233,4 +234,31 @@ func refuse(local net.Conn, err error) {
 		return
 	}
 	json.NewEncoder(local).Encode(map[string]string{"error": err.Error()})
+}
+
+// ServiceLog says where a service's log is on the host and returns its last
+// lines: the unit's journal under systemd (Debian's units log there, or to
+// the files their own configuration names), hastack's log file under
+// hastack's supervisor.
+func (n *Node) ServiceLog(ctx context.Context, service string, lines int) (where, tail string) {
+	sup, err := n.supervisor(ctx)
+	if _, ok := sup.(*Systemd); err == nil && ok {
+		unit := Unit(service)
+		res, err := n.Run(ctx, node.Cmd{Argv: []string{"journalctl", "--no-pager", "-o", "short-precise", "-n", strconv.Itoa(lines), "-u", unit}})
+		where = "journalctl -u " + unit
+		if err != nil {
+			return where, "  (" + err.Error() + ")"
+		}
+		return where, "  " + strings.ReplaceAll(strings.TrimRight(string(res.Stdout), "\n"), "\n", "\n  ")
+	}
+	path := "/var/log/hastack/" + service + ".log"
+	data, err := n.ReadFile(ctx, path)
+	if err != nil {
+		return path, "  (" + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return path, "  " + strings.Join(all, "\n  ")
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hastack/hastack/internal/engines"
 	"github.com/hastack/hastack/internal/node"
 )
 
@@ -22,21 +23,9 @@ type Host interface {
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner string) error
 }
 
-// packageUnits are Debian's units for the engines hastack runs, by the
-// service names the engine packages use. Each reads the very files hastack
-// renders at their standard paths, so the unit runs what the spec says.
-var packageUnits = map[string]string{
-	"chrony":     "chrony.service",
-	"memcached":  "memcached.service",
-	"mariadb":    "mariadb.service",
-	"rabbitmq":   "rabbitmq-server.service",
-	"haproxy":    "haproxy.service",
-	"keepalived": "keepalived.service",
-}
-
-// PackageUnit returns the Debian unit that runs a hastack service, or "" when
-// hastack runs it under a unit of its own.
-func PackageUnit(service string) string { return packageUnits[service] }
+// The Debian unit of each engine's service comes from the engines'
+// descriptors (engines.Unit). Each reads the very files hastack renders at
+// their standard paths, so the unit runs what the spec says.
 
 // Systemd keeps a host's services with systemd: the engines under the units
 // their Debian packages install, hastack's own agents (the Galera health
@@ -55,7 +44,7 @@ func NewSystemd(h Host) *Systemd { return &Systemd{h: h, poll: 250 * time.Millis
 
 // Unit is the systemd unit that runs a service.
 func Unit(service string) string {
-	if u := packageUnits[service]; u != "" {
+	if u := engines.Unit(service); u != "" {
 		return u
 	}
 	return "hastack-" + service + ".service"
@@ -72,9 +61,10 @@ func (s *Systemd) sh(ctx context.Context, argv ...string) (node.Result, error) {
 //     galera_new_cluster, Debian's way to start the unit so;
 //   - --wsrep-start-position is dropped: the unit's galera_recovery finds
 //     the position itself before every start;
-//   - chronyd -x (a clock shared with other nodes) is refused: the unit
-//     cannot be told so, and a chronyd that steers a shared clock disturbs
-//     every node on it.
+//   - chronyd -x (a clock shared with other nodes) is refused unless the
+//     unit already runs chronyd with -x (a drop-in, as a lab of booted
+//     hosts has): Debian's unit cannot be told so, and a chronyd that
+//     steers a shared clock disturbs every node on it.
 func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 	st, err := s.Status(ctx, svc.Name)
 	if err != nil {
@@ -84,17 +74,20 @@ func (s *Systemd) Start(ctx context.Context, svc node.Service) error {
 		return nil
 	}
 	unit := Unit(svc.Name)
+	if err := s.takeOver(ctx, svc.Name, true); err != nil {
+		return err
+	}
 	var argv []string
 	switch {
-	case packageUnits[svc.Name] == "":
+	case engines.Unit(svc.Name) == "":
 		if err := s.writeOwnUnit(ctx, svc); err != nil {
 			return err
 		}
 		argv = []string{"systemctl", "enable", "--now", unit}
 	case svc.Name == "mariadb" && slices.Contains(svc.Argv, "--wsrep-new-cluster"):
 		argv = []string{"galera_new_cluster"}
-	case svc.Name == "chrony" && slices.Contains(svc.Argv, "-x"):
-		return fmt.Errorf("start %s: this host shares its clock with other nodes (chronyd -x), which Debian's %s cannot be told; run such nodes under hastack's supervisor", svc.Name, unit)
+	case svc.Name == "chrony" && slices.Contains(svc.Argv, "-x") && !slices.Contains(st.Argv, "-x"):
+		return fmt.Errorf("start %s: this host shares its clock with other nodes (chronyd -x), and its %s does not run chronyd with -x: add a drop-in that does (ExecStart=!/usr/sbin/chronyd $DAEMON_OPTS -x), or run such nodes under hastack's supervisor", svc.Name, unit)
 	default:
 		argv = []string{"systemctl", "start", unit}
 	}
@@ -190,6 +183,10 @@ func (s *Systemd) Stop(ctx context.Context, name string, timeout time.Duration) 
 	unit := Unit(name)
 	st, err := s.Status(ctx, name)
 	if err != nil || !st.Running {
+		return err
+	}
+	// A socket left listening would start the unit again.
+	if err := s.takeOver(ctx, name, false); err != nil {
 		return err
 	}
 	if _, err := s.sh(ctx, "systemctl", "stop", "--no-block", unit); err != nil {
@@ -339,7 +336,7 @@ func (s *Systemd) List(ctx context.Context) ([]node.ServiceState, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if st.Running || !st.Started.IsZero() || packageUnits[n] == "" {
+		if st.Running || !st.Started.IsZero() || engines.Unit(n) == "" {
 			out = append(out, st)
 		}
 	}

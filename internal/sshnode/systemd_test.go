@@ -86,7 +86,7 @@ func TestSystemdStartsDebianUnits(t *testing.T) {
 		want []string
 	}{
 		{node.Service{Name: "memcached", Argv: []string{"/usr/bin/memcached", "-m", "64"}}, []string{"systemctl start memcached.service"}},
-		{node.Service{Name: "rabbitmq", Argv: []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"}, User: "rabbitmq"}, []string{"systemctl start rabbitmq-server.service"}},
+		{node.Service{Name: "rabbitmq", Argv: []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"}, User: "rabbitmq"}, []string{"sh -c " + epmdScript, "systemctl start rabbitmq-server.service"}},
 		{node.Service{Name: "mariadb", Argv: []string{"/usr/sbin/mariadbd", "--user=mysql"}}, []string{"systemctl start mariadb.service"}},
 		// A new Galera cluster: Debian's bootstrap, not a plain start.
 		{node.Service{Name: "mariadb", Argv: []string{"/usr/sbin/mariadbd", "--user=mysql", "--wsrep-new-cluster"}}, []string{"galera_new_cluster"}},

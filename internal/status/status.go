@@ -47,8 +47,13 @@ type Report struct {
 	// queues, users, missing members.
 	Bus rabbitmq.Status `json:"rabbitmqCluster"`
 	// Writer is the node that takes database writes through the VIP now.
-	Writer   string        `json:"writer,omitempty"`
-	Duration time.Duration `json:"durationNs"`
+	Writer string `json:"writer,omitempty"`
+	// ServiceDatabases is each OpenStack service's database user as the
+	// cluster holds it (asked through the VIP); empty when not asked.
+	ServiceDatabases []galera.ServiceDBState `json:"serviceDatabases,omitempty"`
+	// ServiceDatabasesErr says why they could not be read.
+	ServiceDatabasesErr string        `json:"serviceDatabasesError,omitempty"`
+	Duration            time.Duration `json:"durationNs"`
 }
 
 // Services holds the per-node entries of every engine.
@@ -104,7 +109,10 @@ type EndpointEntry struct {
 type Target struct {
 	Cluster *spec.Cluster
 	Nodes   map[string]node.Node
-	Secrets secrets.Source
+	Secrets secrets.Values
+	// ServiceUsers are the OpenStack services' database users to look
+	// for (none: not looked for).
+	ServiceUsers []galera.ServiceUser
 }
 
 // Collect probes everything in parallel and judges the result.
@@ -134,7 +142,12 @@ func Collect(ctx context.Context, t Target) Report {
 			r.Services.Galera[i] = GaleraEntry{Node: n.Name, Status: st}
 		})
 		goDo(func() {
-			st, _ := memcached.Probe(ctx, hostPort(n.Address, c.Spec.Memcached.Port))
+			// Each probe has its own deadline, as the RabbitMQ one has: a
+			// node cut off (no TCP reset) must not hold the whole view
+			// until the overall deadline.
+			pctx, cancel := context.WithTimeout(ctx, memcached.DefaultTimeout)
+			defer cancel()
+			st, _ := memcached.Probe(pctx, hostPort(n.Address, c.Spec.Memcached.Port))
 			r.Services.Memcached[i] = MemcachedEntry{Node: n.Name, Stats: st}
 		})
 		goDo(func() {
@@ -153,6 +166,15 @@ func Collect(ctx context.Context, t Target) Report {
 	goDo(func() {
 		writer, writerErr = vipWriter(ctx, t, dbPass)
 	})
+	if len(t.ServiceUsers) > 0 {
+		goDo(func() {
+			var err error
+			r.ServiceDatabases, err = serviceDatabases(ctx, t, dbPass)
+			if err != nil {
+				r.ServiceDatabasesErr = err.Error()
+			}
+		})
+	}
 	wg.Wait()
 	for _, n := range ctls {
 		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit))
@@ -237,7 +259,9 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status) RabbitEntry {
 func endpointEntry(ctx context.Context, t Target, n spec.Node) EndpointEntry {
 	c := t.Cluster
 	e := EndpointEntry{Node: n.Name}
-	st, err := endpoint.Probe(ctx, hostPort(n.Address, c.Spec.Database.Endpoint.StatsPort))
+	pctx, cancel := context.WithTimeout(ctx, endpoint.DefaultTimeout)
+	st, err := endpoint.Probe(pctx, hostPort(n.Address, c.Spec.Database.Endpoint.StatsPort))
+	cancel()
 	e.HAProxy = st
 	if err != nil {
 		e.Problem = err.Error()
@@ -277,6 +301,18 @@ func vipWriter(ctx context.Context, t Target, password string) (string, error) {
 		return "", fmt.Errorf("the database endpoint %s does not answer: %w", cfg.Addr, err)
 	}
 	return host, nil
+}
+
+// serviceDatabases reads the services' databases and users through the
+// VIP, as hastack's own user.
+func serviceDatabases(ctx context.Context, t Target, password string) ([]galera.ServiceDBState, error) {
+	e := t.Cluster.Spec.Database.Endpoint
+	q, closeDB, err := galera.TCPQuery(galera.ProbeOptions{Address: hostPort(e.VIP, e.Port), User: galera.AdminUser, Password: password})
+	if err != nil {
+		return nil, err
+	}
+	defer closeDB()
+	return galera.InspectServiceDBs(ctx, q, galera.AdminHost(t.Cluster), t.ServiceUsers, t.Secrets)
 }
 
 // vipProblems judges how many controllers hold the VIP. Two holders is
@@ -369,6 +405,14 @@ func judge(r *Report, t Target, rabbit rabbitmq.Status, writerErr error) {
 	}
 	if synced == 0 {
 		serving = false
+	}
+	for _, d := range r.ServiceDatabases {
+		if m := d.Missing(); m != "" {
+			problems = append(problems, fmt.Sprintf("database user %s: %s (hastack up makes it so)", d.User, m))
+		}
+	}
+	if r.ServiceDatabasesErr != "" && writerErr == nil {
+		problems = append(problems, "service databases: cannot read them: "+r.ServiceDatabasesErr)
 	}
 	// A node that could not be asked about the VIP is a problem in its
 	// own right, unless another probe of that node already says why.

@@ -66,6 +66,13 @@ func (r Report) WriteText(w io.Writer, cluster string) error {
 	if r.Writer != "" {
 		fmt.Fprintf(tw, "database writes now go to: %s (asked through the VIP)\n", r.Writer)
 	}
+	if len(r.ServiceDatabases) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "SERVICE-DB\tOK\tMISSING\tOTHER-GRANTS")
+		for _, d := range r.ServiceDatabases {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.User, yes(d.Missing() == ""), dash(d.Missing()), dash(strings.Join(d.Other, "; ")))
+		}
+	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(tw, "problems:")
 		for _, p := range r.Problems {

@@ -80,6 +80,9 @@ type Options struct {
 	// Log receives the server's own messages (starts, exits, errors);
 	// default nowhere.
 	Log io.Writer
+	// Ready, when set, is called once the socket listens: a client that
+	// connects after it is answered.
+	Ready func()
 }
 
 // Record is a service's definition as last started, and its state.
@@ -175,6 +178,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	defer os.Remove(s.opts.SocketPath)
+	if s.opts.Ready != nil {
+		s.opts.Ready()
+	}
 
 	reaperDone := make(chan struct{})
 	stopReaper := make(chan struct{})

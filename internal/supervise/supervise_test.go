@@ -479,3 +479,33 @@ func TestReapOrphans(t *testing.T) {
 		t.Fatalf("s: %+v", st)
 	}
 }
+
+// Ready is called once the socket listens: a client that connects then is
+// answered (the lab reports a node ready from it).
+func TestReadyAfterListen(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- NewServer(Options{SocketPath: sock, LogDir: t.TempDir(), Ready: func() {
+			// The socket listens: a connection made now waits in its
+			// backlog until the server answers it.
+			go func() {
+				_, err := Dial(sock).List(ctx)
+				ready <- err
+			}()
+		}}).Serve(ctx)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("a client right after Ready: %v", err)
+		}
+	case err := <-done:
+		t.Fatalf("server ended before Ready: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Ready never called")
+	}
+}

@@ -2,25 +2,19 @@ package chrony
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/beevik/ntp"
-
 	"github.com/hastack/hastack/internal/node"
 )
 
-// Time on a node is judged two ways. The node's own chronyd says, through
-// chronyc over its local command socket, whether it is synchronised and to
-// what (Probe). And anyone can ask a controller's NTP server for the time
-// it serves and measure the offset from their own clock (MeasureOffset):
-// that is what the other nodes get, so it is what the hierarchy is
-// checked by.
+// Time on a node is judged by the node's own chronyd, through chronyc over
+// its local command socket: whether it is synchronised, to what, and how
+// far off (Probe). 'hastack check' compares the nodes' clocks with each
+// other (package check).
 
 // LocalReferenceID is the reference ID chronyd reports when it serves its
 // own clock ('local stratum N'), with no source to follow.
@@ -389,83 +383,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-// Measurement is one NTP exchange with a server.
-type Measurement struct {
-	// Healthy: the server gave a usable time (synchronised, sane stratum
-	// and dispersion, fresh reference), by RFC 5905's tests.
-	Healthy bool   `json:"healthy"`
-	Problem string `json:"problem,omitempty"`
-	Server  string `json:"server"`
-	// Offset is the server's clock minus this machine's (RFC 5905's theta):
-	// positive when the local clock is behind the server. Note that this
-	// is the opposite sign to chronyc's offsets.
-	Offset  time.Duration `json:"offsetNs"`
-	RTT     time.Duration `json:"rttNs"`
-	Stratum int           `json:"stratum"`
-	// RootDistance bounds the server's own error against its stratum-1
-	// source; the offset is known to no better than RootDistance + RTT/2.
-	RootDistance time.Duration `json:"rootDistanceNs"`
-	ReferenceID  string        `json:"referenceID"` // hex, as chronyc shows it
-}
-
-// MeasureOffset queries the NTP server at address ("host" for port 123, or
-// "host:port") once and measures this machine's clock against it.
-//
-// The returned Measurement carries a Problem whenever it is not healthy.
-// The error is non-nil when no answer came back (the server does not serve
-// NTP to us, or is down); a reply that fails the validity tests is not an
-// error but an unhealthy measurement.
-func MeasureOffset(ctx context.Context, address string) (Measurement, error) {
-	m := Measurement{Server: address}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
-	dl, _ := ctx.Deadline()
-	timeout := time.Until(dl)
-	if timeout <= 0 || ctx.Err() != nil {
-		err := fmt.Errorf("ntp query %s: %w", address, context.Cause(ctx))
-		m.Problem = err.Error()
-		return m, err
-	}
-	var stop func() bool
-	resp, err := ntp.QueryWithOptions(address, ntp.QueryOptions{
-		Timeout: timeout,
-		// Dial under ctx, and close the socket if ctx ends first, so that a
-		// cancelled caller does not wait out the timeout.
-		Dialer: func(_, remote string) (net.Conn, error) {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "udp", remote)
-			if err != nil {
-				return nil, err
-			}
-			stop = context.AfterFunc(ctx, func() { conn.Close() })
-			return conn, nil
-		},
-	})
-	if stop != nil {
-		stop()
-	}
-	if err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			err = fmt.Errorf("%w (%v)", cerr, err)
-		}
-		err = fmt.Errorf("ntp query %s: %w", address, err)
-		m.Problem = err.Error()
-		return m, err
-	}
-	m.Offset = resp.ClockOffset
-	m.RTT = resp.RTT
-	m.Stratum = int(resp.Stratum)
-	m.RootDistance = resp.RootDistance
-	m.ReferenceID = fmt.Sprintf("%08X", resp.ReferenceID)
-	if err := resp.Validate(); err != nil {
-		m.Problem = fmt.Sprintf("server's time is not usable: %v", err)
-		return m, nil
-	}
-	m.Healthy = true
-	return m, nil
 }

@@ -308,21 +308,7 @@ func TestIntegrationProbe(t *testing.T) {
 		t.Errorf("server on its own clock: %+v", st)
 	}
 
-	m, err := MeasureOffset(ctx, fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One clock on both ends: the offset is only measurement noise.
-	if !m.Healthy || m.Stratum != OrphanStratum || m.RTT <= 0 || abs(m.Offset) > 50*time.Millisecond || m.ReferenceID != LocalReferenceID {
-		t.Errorf("measurement: %+v", m)
-	}
-
 	server.stop()
-	tctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	if m, err := MeasureOffset(tctx, fmt.Sprintf("127.0.0.1:%d", port)); err == nil || m.Healthy || m.Problem == "" {
-		t.Errorf("stopped server: %+v, %v; want an error", m, err)
-	}
 	if st, err := Probe(ctx, localNode{}, ProbeOptions{Socket: server.socket}); err == nil || st.Healthy || st.Problem == "" {
 		t.Errorf("stopped chronyd: %+v, %v; want an error", st, err)
 	}

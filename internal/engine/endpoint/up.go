@@ -149,15 +149,18 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node, bin AgentBinary)
 	// A configuration on disk that the running process has not read (an
 	// earlier 'up' wrote it and failed before the restart) counts as a
 	// change too.
-	if haSt.Running && !changed[HAProxyPath] {
-		if newer, err := plan.NewerThan(ctx, nd, haSt.Started, HAProxyPath); err == nil && newer {
-			changed[HAProxyPath] = true
+	for _, c := range []struct {
+		st   node.ServiceState
+		path string
+	}{{haSt, HAProxyPath}, {kaSt, KeepalivedPath}} {
+		if changed[c.path] {
+			continue
 		}
-	}
-	if kaSt.Running && !changed[KeepalivedPath] {
-		if newer, err := plan.NewerThan(ctx, nd, kaSt.Started, KeepalivedPath); err == nil && newer {
-			changed[KeepalivedPath] = true
+		newer, err := plan.NotReadSince(ctx, nd, c.st, c.path)
+		if err != nil {
+			return nil, err
 		}
+		changed[c.path] = newer
 	}
 	restartHA := haSt.Running && changed[HAProxyPath]
 	startHA := !haSt.Running || restartHA

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -61,7 +62,10 @@ func RunAgent(ctx context.Context, listenAddr string, o ProbeOptions) error {
 	if err != nil {
 		return fmt.Errorf("galera health agent: %w", err)
 	}
-	return (&Agent{Options: o}).Serve(ctx, ln)
+	// Verdict changes go to standard error, which the node's supervisor
+	// (or the unit's journal) keeps: the operator's answer to "why did
+	// HAProxy take this node out?".
+	return (&Agent{Options: o, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}).Serve(ctx, ln)
 }
 
 // Serve serves the health check on ln until ctx is cancelled; it closes ln.

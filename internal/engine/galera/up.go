@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"slices"
-	"sort"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,8 +46,10 @@ const zeroUUID = "00000000-0000-0000-0000-000000000000"
 // Fresh reports a node that never took part in a cluster.
 func (g GraState) Fresh() bool { return g.UUID == "" || g.UUID == zeroUUID }
 
-// ParseGraState reads grastate.dat.
-func ParseGraState(data []byte) GraState {
+// ParseGraState reads grastate.dat. A seqno that is not a number is an
+// error: read as 0 it would pass for a clean stop and skip the crash
+// recovery a node with seqno -1 needs.
+func ParseGraState(data []byte) (GraState, error) {
 	g := GraState{Seqno: -1}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, ":")
@@ -60,12 +61,16 @@ func ParseGraState(data []byte) GraState {
 		case "uuid":
 			g.UUID = v
 		case "seqno":
-			g.Seqno, _ = strconv.ParseInt(v, 10, 64)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return g, fmt.Errorf("seqno %q is not a number", v)
+			}
+			g.Seqno = n
 		case "safe_to_bootstrap":
 			g.SafeToBootstrap = v == "1"
 		}
 	}
-	return g
+	return g, nil
 }
 
 // nodeFacts is what the phase learns of one controller.
@@ -80,6 +85,12 @@ type nodeFacts struct {
 	status      map[string]string // wsrep_% status when running and answering
 	startPos    string            // position recovered during a full-cluster recovery
 	statusErr   error
+	// unreachable is why the node could not be asked at all (a dead or
+	// frozen host); its other facts are unknown.
+	unreachable error
+	hasRecord   bool     // it holds a recovery decision (NodeRecordPath)
+	standalone  bool     // runs with wsrep_on=OFF: the package's MariaDB
+	userDBs     []string // databases of a stand-alone MariaDB
 }
 
 func (f *nodeFacts) synced() bool {
@@ -133,6 +144,20 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 		if err != nil {
 			return err
 		}
+		// A host that does not answer within the bound is unreachable;
+		// whether that stops the phase is the decision's to say.
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := f.node.Run(actx, node.Cmd{Argv: []string{"true"}}); err != nil {
+			var ce *node.CommandError
+			if !errors.As(err, &ce) || actx.Err() != nil {
+				f.unreachable = err
+				return nil
+			}
+		}
+		if _, err := f.node.ReadFile(ctx, NodeRecordPath); err == nil {
+			f.hasRecord = true
+		}
 		if f.stale, err = plan.StaleFiles(ctx, f.node, files); err != nil {
 			return err
 		}
@@ -145,7 +170,10 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 			f.initialized = true
 		}
 		if data, err := f.node.ReadFile(ctx, DataDir+"/grastate.dat"); err == nil {
-			f.gra, f.hasGra = ParseGraState(data), true
+			if f.gra, err = ParseGraState(data); err != nil {
+				return fmt.Errorf("%s: %s/grastate.dat: %w; hastack cannot tell whether this node stopped cleanly: repair the file (or run 'mariadbd --wsrep-recover' on the node and write the recovered seqno), then run 'hastack up' again", name, DataDir, err)
+			}
+			f.hasGra = true
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -153,6 +181,12 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			f.status, f.statusErr = LocalStatus(qctx, f.node)
 			cancel()
+			waitAnswer(ctx, f)
+			if f.running && f.statusErr == nil && !f.primary() {
+				if err := checkStandalone(ctx, f); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -164,74 +198,86 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 // re-bootstrapped blindly: only from the one node Galera marked safe to
 // bootstrap (the last to stop cleanly), and never beside a running one.
 func Phase() plan.Phase {
-	return plan.Phase{Name: "galera", Plan: planGalera}
+	return RecoverPhase(Options{})
 }
 
-func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+// RecoverPhase is the Galera phase with the operator's options of
+// 'hastack recover galera': one code path with 'up', which uses the zero
+// Options.
+func RecoverPhase(o Options) plan.Phase {
+	return plan.Phase{Name: "galera", Plan: func(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+		return planGalera(ctx, t, o)
+	}}
+}
+
+// view is what the decision needs of the facts.
+func (f *nodeFacts) view() View {
+	if f.unreachable != nil {
+		return View{Name: f.name}
+	}
+	v := View{Name: f.name, Reachable: true, Running: f.running, HasGra: f.hasGra, Gra: f.gra, Stale: len(f.stale) > 0}
+	if f.running && f.statusErr != nil {
+		v.StatusErr = f.statusErr.Error()
+	}
+	if f.running && f.statusErr == nil {
+		v.Answers = true
+		v.Primary = f.primary()
+		v.StateUUID = f.status["wsrep_cluster_state_uuid"]
+		v.Status = f.status["wsrep_cluster_status"] + "/" + f.status["wsrep_local_state_comment"]
+	}
+	return v
+}
+
+func planGalera(ctx context.Context, t *plan.Target, o Options) ([]plan.Step, error) {
 	facts, err := gather(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	var steps []plan.Step
+	// The package's stand-alone MariaDB (apt starts it on a fresh host)
+	// is stopped first; then the node is one where nothing runs.
+	var alone []*nodeFacts
+	for _, f := range facts {
+		if f.running {
+			alone = append(alone, f)
+		}
+	}
+	stops, err := standaloneSteps(alone)
+	if err != nil {
+		return nil, err
+	}
+	var stopSteps []plan.Step
+	for _, f := range stops {
+		nd := f.node
+		stopSteps = append(stopSteps, plan.Step{Host: f.name, Action: "stop the package's stand-alone MariaDB (wsrep_on=OFF, no databases of its own): this node becomes a Galera node", Do: func(ctx context.Context) error {
+			return nd.Services().Stop(ctx, ServiceName, 2*time.Minute)
+		}})
+		f.running, f.status = false, nil
+	}
+	// A running node that does not answer (after the wait in gather):
+	// the refusal names its real log.
+	for _, f := range facts {
+		if f.unreachable == nil && f.running && f.statusErr != nil {
+			return nil, notAnswering(ctx, f)
+		}
+	}
+	views := make([]View, len(facts))
+	byName := map[string]*nodeFacts{}
+	for i, f := range facts {
+		views[i] = f.view()
+		byName[f.name] = f
+	}
+	d, err := Decide(views, o)
+	if err != nil {
+		return nil, err
+	}
+	steps := stopSteps
 	wave := 0
+	if len(stopSteps) > 0 {
+		wave = 1
+	}
 	add := func(f *nodeFacts, action string, do func(ctx context.Context) error) {
 		steps = append(steps, plan.Step{Host: f.name, Action: action, Wave: wave, Do: do})
 		wave++
-	}
-
-	var running, primary []*nodeFacts
-	for _, f := range facts {
-		if f.running {
-			running = append(running, f)
-			if f.statusErr == nil && f.primary() {
-				primary = append(primary, f)
-			}
-		}
-	}
-	// A cluster's identity: the state UUID of the running Primary
-	// component, or the one every node with data agrees on.
-	clusterUUID := ""
-	for _, f := range primary {
-		clusterUUID = f.status["wsrep_cluster_state_uuid"]
-		break
-	}
-	var withData []*nodeFacts
-	for _, f := range facts {
-		if !f.running && f.hasGra && !f.gra.Fresh() {
-			withData = append(withData, f)
-		}
-	}
-	if clusterUUID == "" {
-		uuids := map[string][]string{}
-		for _, f := range withData {
-			uuids[f.gra.UUID] = append(uuids[f.gra.UUID], f.name)
-		}
-		if len(uuids) > 1 {
-			return nil, fmt.Errorf("the controllers hold data of different Galera clusters (%s): hastack will not merge or overwrite them; move the datadir (%s) of the nodes that do not belong aside and run 'hastack up' again", describeUUIDs(uuids), DataDir)
-		}
-		for u := range uuids {
-			clusterUUID = u
-		}
-	}
-	for _, f := range withData {
-		if f.gra.UUID != clusterUUID {
-			return nil, fmt.Errorf("%s holds data of another Galera cluster (state %s, the cluster is %s): joining would throw it away; move %s aside on %s if that is intended, then run 'hastack up' again", f.name, f.gra.UUID, clusterUUID, DataDir, f.name)
-		}
-	}
-
-	// Nodes that run but do not answer, or answer non-Primary, are a
-	// problem for an operator: hastack does not guess.
-	for _, f := range running {
-		if f.statusErr != nil {
-			return nil, fmt.Errorf("%s: mariadb runs but does not answer on %s: %v; look at /var/log/hastack/%s.log on the node, stop it or let it finish starting, then run 'hastack up' again", f.name, Socket, f.statusErr, ServiceName)
-		}
-	}
-	if len(running) > 0 && len(primary) == 0 {
-		var states []string
-		for _, f := range running {
-			states = append(states, fmt.Sprintf("%s=%s/%s", f.name, f.status["wsrep_cluster_status"], f.status["wsrep_local_state_comment"]))
-		}
-		return nil, fmt.Errorf("Galera runs on %d node(s) but none is in a Primary component (%s): the cluster lost quorum; hastack does not re-bootstrap a running cluster blindly. Find the most advanced node (highest wsrep_last_committed) and run there: SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'", len(running), strings.Join(states, ", "))
 	}
 
 	prep := func(f *nodeFacts) func(ctx context.Context) error {
@@ -279,96 +325,200 @@ func planGalera(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		}
 	}
 
-	switch {
-	case len(primary) > 0:
+	switch d.Mode {
+	case ModeRunning:
 		// The cluster runs: join each stopped node; restart nodes whose
 		// configuration changed, one at a time, each Synced before the next.
-		for _, f := range facts {
-			if !f.running {
-				add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))
-			}
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))
 		}
-		for _, f := range facts {
-			if f.running && len(f.stale) > 0 {
-				f := f
-				add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
-					// Decided now, not at planning: earlier steps may have
-					// joined other nodes. With no other node running (a
-					// one-controller cluster) there is no peer to rejoin,
-					// and the node starts the component again from its own
-					// data, which it is about to stop cleanly.
-					alone := true
-					for _, o := range facts {
-						if o == f {
-							continue
-						}
-						if running, err := plan.Running(ctx, o.node, ServiceName); err != nil || running {
-							alone = false
-						}
+		for _, name := range d.Restart {
+			f := byName[name]
+			add(f, "write "+plan.Paths(f.stale)+" and restart mariadb (rolling: Synced before the next)", func(ctx context.Context) error {
+				// Decided now, not at planning: earlier steps may have
+				// joined other nodes. With no other node running (a
+				// one-controller cluster) there is no peer to rejoin,
+				// and the node starts the component again from its own
+				// data, which it is about to stop cleanly.
+				alone := true
+				for _, o := range facts {
+					if o == f {
+						continue
 					}
-					if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
-						return err
+					if running, err := plan.Running(ctx, o.node, ServiceName); err != nil || running {
+						alone = false
 					}
-					return startAndWait(f, alone)(ctx)
-				})
-			}
+				}
+				if err := f.node.Services().Stop(ctx, ServiceName, 5*time.Minute); err != nil {
+					return err
+				}
+				return startAndWait(f, alone)(ctx)
+			})
 		}
-	default:
-		// Nothing runs. A fresh cluster bootstraps from the first
-		// controller; one with data only from the node Galera marked safe.
-		var boot *nodeFacts
-		if len(withData) == 0 {
-			boot = facts[0]
-			add(boot, "bootstrap a new Galera cluster (no controller has Galera data)", startAndWait(boot, true))
-		} else {
-			var safe []*nodeFacts
-			for _, f := range withData {
-				if f.gra.SafeToBootstrap {
-					safe = append(safe, f)
+	case ModeNew, ModeSafe:
+		boot := byName[d.Boot]
+		add(boot, d.Describe(views), startAndWait(boot, true))
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the cluster", startAndWait(f, false))
+		}
+	case ModeRecover:
+		// The documented recovery, done here rather than guessed:
+		// establish each node's last committed position, choose the most
+		// advanced (ties: first in spec order), write the choice down,
+		// bootstrap from it, join the others. A choice written by an
+		// interrupted recovery is resumed, never made again.
+		var withData []*nodeFacts
+		for _, name := range d.Recover {
+			withData = append(withData, byName[name])
+		}
+		for _, name := range d.Unknown {
+			withData = append(withData, byName[name])
+		}
+		rs := recordsFor(t, facts)
+		var chosen *nodeFacts
+		add(withData[0], d.Describe(views), func(ctx context.Context) error {
+			start := time.Now()
+			rec, err := rs.load(ctx, t.Cluster.Metadata.Name)
+			if err != nil {
+				return err
+			}
+			if rec != nil && (rec.UUID != d.UUID || byName[rec.Chosen] == nil || byName[rec.Chosen].unreachable != nil) {
+				return &Refusal{
+					Problem: fmt.Sprintf("a recovery decided at %s chose %s (cluster %s), which cannot be resumed now (the cluster is %s)", rec.Decided.Format(time.RFC3339), rec.Chosen, rec.UUID, d.UUID),
+					Remedy:  fmt.Sprintf("look at %s and %s on the controllers; remove them only if that recovery is over", rs.local, NodeRecordPath),
 				}
 			}
-			if len(safe) == 1 {
-				boot = safe[0]
-				add(boot, fmt.Sprintf("bootstrap the cluster again from this node (it stopped last: safe_to_bootstrap, seqno %d)", boot.gra.Seqno), startAndWait(boot, true))
+			if rec != nil {
+				t.Say("galera", rec.Chosen, "resuming the recovery decided at %s: bootstrapping from %s (%s)", rec.Decided.Format(time.RFC3339), rec.Chosen, rec.Why)
 			} else {
-				// Every node stopped without a clean shutdown (a power cut,
-				// every node killed). The documented recovery, done here
-				// rather than guessed: recover each node's last committed
-				// position from InnoDB, bootstrap from the most advanced
-				// one (ties: first in spec order), join the others.
-				var chosen *nodeFacts
-				add(withData[0], fmt.Sprintf("recover the last committed position on %s (none stopped cleanly: %s), then bootstrap from the most advanced", describeNames(withData), describeSeqnos(withData)), func(ctx context.Context) error {
-					best, pos, err := recoverMostAdvanced(ctx, t, withData)
-					if err != nil {
-						return err
-					}
-					best.startPos = pos
-					chosen = best
-					if err := markSafeToBootstrap(ctx, best.node); err != nil {
-						return err
-					}
-					t.Say("galera", best.name, "most advanced node: bootstrapping the cluster from it")
-					return startAndWait(best, true)(ctx)
-				})
-				for _, f := range facts {
-					f := f
-					add(f, "start mariadb and join the cluster (unless it was the node bootstrapped above)", func(ctx context.Context) error {
-						if f == chosen {
-							return nil
-						}
-						return startAndWait(f, false)(ctx)
-					})
+				pos := positions(ctx, t, withData)
+				name, why, err := Choose(pos, d.UUID, o.BootstrapNode, o.Yes)
+				if err != nil {
+					return fmt.Errorf("%w\nno node was started", err)
 				}
-				break
+				rec = &Record{Cluster: t.Cluster.Metadata.Name, UUID: d.UUID, Chosen: name, Why: why, Positions: pos, Decided: time.Now().UTC()}
+				if err := rs.save(ctx, *rec); err != nil {
+					return err
+				}
+				t.Say("galera", name, "chosen to bootstrap the cluster: %s; decision written to %s and %s:%s", why, rs.local, name, NodeRecordPath)
 			}
+			best := byName[rec.Chosen]
+			pos, err := RecoverPosition(ctx, best.node)
+			if err != nil {
+				return err
+			}
+			best.startPos = pos
+			chosen = best
+			if err := markSafeToBootstrap(ctx, best.node); err != nil {
+				return err
+			}
+			if err := startAndWait(best, true)(ctx); err != nil {
+				return err
+			}
+			t.Say("galera", best.name, "bootstrapped: Primary and Synced %s after the recovery began", time.Since(start).Round(time.Millisecond))
+			return nil
+		})
+		for _, name := range d.Join {
+			f := byName[name]
+			if f.unreachable != nil {
+				continue
+			}
+			add(f, "start mariadb and join the cluster (unless it was the node bootstrapped above)", func(ctx context.Context) error {
+				if f == chosen {
+					return nil
+				}
+				return startAndWait(f, false)(ctx)
+			})
 		}
-		if boot != nil {
-			for _, f := range facts {
-				if f != boot {
-					add(f, "start mariadb and join the cluster", startAndWait(f, false))
+	case ModePromote:
+		rs := recordsFor(t, facts)
+		var survivors []*nodeFacts
+		for _, name := range d.Promote {
+			survivors = append(survivors, byName[name])
+		}
+		add(survivors[0], d.Describe(views), func(ctx context.Context) error {
+			start := time.Now()
+			// Every other controller is down or confirmed gone (Decide).
+			// The survivors' positions, read now: the most advanced is
+			// promoted, and the choice written down first.
+			var pos []Position
+			for _, f := range survivors {
+				st, err := LocalStatus(ctx, f.node)
+				p := Position{Node: f.name, Source: "wsrep_last_committed"}
+				if err != nil {
+					p.Source, p.Err = "unknown", err.Error()
+				} else {
+					p.UUID = st["wsrep_cluster_state_uuid"]
+					p.Seqno, _ = strconv.ParseInt(st["wsrep_last_committed"], 10, 64)
+				}
+				pos = append(pos, p)
+			}
+			for _, name := range d.Unknown {
+				pos = append(pos, Position{Node: name, Source: "unknown", Err: "unreachable; confirmed gone by the operator (--yes)"})
+			}
+			uuid := ""
+			for _, p := range pos {
+				if p.Source != "unknown" {
+					uuid = p.UUID
+					break
 				}
 			}
+			named, yes := o.BootstrapNode, o.Yes
+			if named == "" && len(d.Unknown) > 0 {
+				// The operator confirmed the unknown nodes gone: choose
+				// among the survivors, saying what cannot be known.
+				best := -1
+				for i, p := range pos {
+					if p.Source != "unknown" && (best < 0 || p.Seqno > pos[best].Seqno) {
+						best = i
+					}
+				}
+				if best < 0 {
+					return &Refusal{Problem: "no survivor's position can be read", Remedy: "look at the survivors' logs"}
+				}
+				named = pos[best].Node
+			}
+			name, why, err := Choose(pos, uuid, named, yes)
+			if err != nil {
+				return err
+			}
+			if err := rs.save(ctx, Record{Cluster: t.Cluster.Metadata.Name, UUID: uuid, Chosen: name, Why: why, Positions: pos, Decided: time.Now().UTC()}); err != nil {
+				return err
+			}
+			t.Say("galera", name, "promoting to a Primary component (pc.bootstrap): %s", why)
+			f := byName[name]
+			if _, err := SQL(ctx, f.node, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES';"); err != nil {
+				return err
+			}
+			if err := WaitSynced(ctx, f.node, 5*time.Minute); err != nil {
+				return err
+			}
+			t.Say("galera", name, "Primary and Synced %s after the promotion began", time.Since(start).Round(time.Millisecond))
+			return nil
+		})
+		for _, name := range d.Join {
+			f := byName[name]
+			add(f, "start mariadb and join the promoted component", startAndWait(f, false))
 		}
+	}
+	// A recovery's record is removed once the cluster runs again: by the
+	// recovery itself, or by the next run that finds a Primary component.
+	recorded := false
+	for _, f := range facts {
+		recorded = recorded || f.hasRecord
+	}
+	if t.SpecPath != "" {
+		if _, err := os.Stat(RecordPath(t.SpecPath)); err == nil {
+			recorded = true
+		}
+	}
+	if d.Mode == ModeRecover || d.Mode == ModePromote || recorded {
+		rs := recordsFor(t, facts)
+		add(facts[0], "remove the recovery decision once every node runs ("+NodeRecordPath+")", func(ctx context.Context) error {
+			return rs.clear(ctx)
+		})
 	}
 
 	// hastack's own database user, for probes over the network. Created
@@ -408,13 +558,13 @@ func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*pl
 	// cluster forms, on the first controller.
 	var on *nodeFacts
 	for _, f := range facts {
-		if f.running && f.synced() {
+		if f.unreachable == nil && f.running && f.synced() {
 			on = f
 			break
 		}
 	}
 	if on != nil {
-		out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User='%s' AND Host='%s';", AdminUser, host))
+		out, err := SQL(ctx, on.node, fmt.Sprintf("SELECT COUNT(*) FROM mysql.global_priv WHERE User=%s AND Host=%s;", Quote(AdminUser), Quote(host)))
 		if err != nil {
 			return nil, err
 		}
@@ -422,14 +572,50 @@ func planAdminUser(ctx context.Context, t *plan.Target, facts []*nodeFacts) (*pl
 			return nil, nil
 		}
 	} else {
-		on = facts[0]
+		for _, f := range facts {
+			if f.unreachable == nil {
+				on = f
+				break
+			}
+		}
 	}
 	n := on.node
 	return &plan.Step{Host: on.name, Action: fmt.Sprintf("create database user %s@'%s' (hastack's probes; password from the secrets file)", AdminUser, host), Do: func(ctx context.Context) error {
 		pw := t.Secrets.Get(secrets.DatabaseAdminPassword)
-		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nALTER USER '%[1]s'@'%[2]s' IDENTIFIED BY '%[3]s';\nGRANT ALL PRIVILEGES ON *.* TO '%[1]s'@'%[2]s' WITH GRANT OPTION;\n", AdminUser, host, pw))
+		if pw == "" {
+			return fmt.Errorf("the secrets file holds no %s: run 'hastack up', which generates it, rather than creating a user without a password", secrets.DatabaseAdminPassword)
+		}
+		_, err := SQL(ctx, n, fmt.Sprintf("CREATE USER IF NOT EXISTS %[1]s@%[2]s IDENTIFIED BY %[3]s;\nALTER USER %[1]s@%[2]s IDENTIFIED BY %[3]s;\nGRANT ALL PRIVILEGES ON *.* TO %[1]s@%[2]s WITH GRANT OPTION;\n", Quote(AdminUser), Quote(host), Quote(pw)))
 		return err
 	}}, nil
+}
+
+// Quote is s as a MariaDB string literal: quotes and backslashes
+// escaped, NUL and line ends written as escapes, so that no value (a
+// password from the secrets file) can end the literal or the statement.
+func Quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('\'')
+	for _, r := range s {
+		switch r {
+		case '\'':
+			b.WriteString(`\'`)
+		case '\\':
+			b.WriteString(`\\`)
+		case 0:
+			b.WriteString(`\0`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case 0x1a:
+			b.WriteString(`\Z`)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
 }
 
 // WaitSynced waits until the local node is Synced in a Primary component,
@@ -438,7 +624,8 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	return plan.WaitUntil(ctx, n.Name()+": mariadb Synced", timeout, func(ctx context.Context) (bool, string, error) {
 		st, err := n.Services().Status(ctx, ServiceName)
 		if err == nil && !st.Running {
-			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of /var/log/hastack/%s.log on %s:\n%s", st.ExitCode, st.Signal, ServiceName, n.Name(), logTail(ctx, n, "/var/log/hastack/"+ServiceName+".log", 12))
+			where, tail := plan.ServiceLog(ctx, n, ServiceName, 12)
+			return false, "", fmt.Errorf("mariadbd exited (code %d %s); last lines of %s on %s:\n%s", st.ExitCode, st.Signal, where, n.Name(), tail)
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -454,37 +641,36 @@ func WaitSynced(ctx context.Context, n node.Node, timeout time.Duration) error {
 	})
 }
 
-func describeUUIDs(m map[string][]string) string {
-	var parts []string
-	for u, names := range m {
-		sort.Strings(names)
-		parts = append(parts, u+": "+strings.Join(names, ","))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
-}
-
-func describeSeqnos(fs []*nodeFacts) string {
-	var parts []string
-	for _, f := range fs {
-		parts = append(parts, fmt.Sprintf("%s seqno %d", f.name, f.gra.Seqno))
-	}
-	return strings.Join(parts, ", ")
-}
-
 // RecoverPosition runs mariadbd's recovery on a stopped node and returns
 // its last committed position, uuid:seqno.
 func RecoverPosition(ctx context.Context, n node.Node) (string, error) {
 	const logFile = DataDir + "/wsrep-recovery.log"
-	_, _ = n.Run(ctx, node.Cmd{Argv: []string{"rm", "-f", logFile}})
-	if _, err := n.Run(ctx, node.Cmd{Argv: []string{"/usr/sbin/mariadbd", "--user=mysql", "--wsrep-recover", "--log-error=" + logFile}}); err != nil {
+	run := func(extra ...string) (string, error) {
+		_, _ = n.Run(ctx, node.Cmd{Argv: []string{"rm", "-f", logFile}})
+		argv := append([]string{"/usr/sbin/mariadbd", "--user=mysql", "--wsrep-recover", "--log-error=" + logFile}, extra...)
+		_, err := n.Run(ctx, node.Cmd{Argv: argv})
+		data, rerr := n.ReadFile(ctx, logFile)
+		if rerr != nil && err == nil {
+			err = rerr
+		}
+		return string(data), err
+	}
+	log, err := run()
+	if err != nil && strings.Contains(log, "tc-heuristic-recover") {
+		// InnoDB holds prepared XA transactions no coordinator will
+		// resolve (the server crashed between prepare and commit): the
+		// server refuses to start until they are rolled back. They were
+		// never acknowledged, so rolling back loses nothing a client
+		// was told is committed.
+		log, err = run("--tc-heuristic-recover=ROLLBACK")
+		if err == nil {
+			log = "(prepared transactions rolled back)\n" + log
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("recovering the last committed position (mariadbd --wsrep-recover): %w", err)
 	}
-	data, err := n.ReadFile(ctx, logFile)
-	if err != nil {
-		return "", err
-	}
-	pos := ParseRecoveredPosition(string(data))
+	pos := ParseRecoveredPosition(log)
 	if pos == "" {
 		return "", fmt.Errorf("mariadbd --wsrep-recover reported no position; see %s on %s", logFile, n.Name())
 	}
@@ -503,19 +689,6 @@ func ParseRecoveredPosition(log string) string {
 	return pos
 }
 
-// logTail returns the last lines of a log file on a node, for errors.
-func logTail(ctx context.Context, n node.Node, path string, lines int) string {
-	data, err := n.ReadFile(ctx, path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return "  " + strings.Join(all, "\n  ")
-}
-
 // donorPreference lists the other controllers, last first, for a joining
 // node's state transfer. HAProxy sends writes to the first healthy
 // controller in spec order, and a donor is taken out of HAProxy while it
@@ -532,58 +705,9 @@ func donorPreference(c *spec.Cluster, joiner string) string {
 	return strings.Join(names, ",") + ","
 }
 
-// recoverMostAdvanced recovers every node's last committed position and
-// returns the node with the highest seqno (ties: the first in spec order).
-// Every node must answer: choosing among some of them could lose writes
-// only the others hold.
-func recoverMostAdvanced(ctx context.Context, t *plan.Target, nodes []*nodeFacts) (*nodeFacts, string, error) {
-	type result struct {
-		seqno int64
-		pos   string
-	}
-	results := make([]result, len(nodes))
-	names := make([]string, len(nodes))
-	for i, f := range nodes {
-		names[i] = f.name
-	}
-	err := plan.ForEach(ctx, names, func(ctx context.Context, name string) error {
-		i := slices.Index(names, name)
-		pos, err := RecoverPosition(ctx, nodes[i].node)
-		if err != nil {
-			return err
-		}
-		_, seq, ok := strings.Cut(pos, ":")
-		n, perr := strconv.ParseInt(seq, 10, 64)
-		if !ok || perr != nil {
-			return fmt.Errorf("recovered position %q has no seqno", pos)
-		}
-		results[i] = result{n, pos}
-		t.Say("galera", name, "recovered position %s", pos)
-		return nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("%w\nno node was started: every node's position is needed to pick the most advanced", err)
-	}
-	best := 0
-	for i := range results {
-		if results[i].seqno > results[best].seqno {
-			best = i
-		}
-	}
-	return nodes[best], results[best].pos, nil
-}
-
 // markSafeToBootstrap sets safe_to_bootstrap: 1 in a node's grastate.dat,
 // which mariadbd requires before it bootstraps from that node.
 func markSafeToBootstrap(ctx context.Context, n node.Node) error {
 	_, err := n.Run(ctx, node.Cmd{Argv: []string{"sed", "-i", "s/^safe_to_bootstrap:.*/safe_to_bootstrap: 1/", DataDir + "/grastate.dat"}})
 	return err
-}
-
-func describeNames(fs []*nodeFacts) string {
-	var names []string
-	for _, f := range fs {
-		names = append(names, f.name)
-	}
-	return strings.Join(names, ", ")
 }

@@ -52,7 +52,11 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node) (*plan.Step, err
 	if running && len(stale) == 0 {
 		// Written by an earlier 'up' that failed before the restart: the
 		// running process has not read it.
-		if newer, err := plan.NewerThan(ctx, nd, st.Started, files[0].Path); err == nil && newer {
+		newer, err := plan.NotReadSince(ctx, nd, st, files[0].Path)
+		if err != nil {
+			return nil, err
+		}
+		if newer {
 			stale = files
 		}
 	}

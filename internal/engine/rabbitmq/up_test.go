@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hastack/hastack/internal/deploy"
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/node"
@@ -37,29 +38,22 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runSteps runs a phase's steps wave by wave, the steps of a wave in
-// parallel, as deploy does.
+// runSteps runs a phase's steps through deploy's own runner (waves in
+// order, a wave's steps in parallel), stopping the test at a failure.
 func runSteps(t *testing.T, ctx context.Context, steps []plan.Step) {
 	t.Helper()
-	for _, wave := range plan.Waves(steps) {
-		errs := make([]error, len(wave))
-		var wg sync.WaitGroup
-		for i, s := range wave {
-			wg.Go(func() {
-				t0 := time.Now()
-				t.Logf("wave %d: %s: %s", s.Wave, s.Host, s.Action)
-				if err := s.Do(ctx); err != nil {
-					errs[i] = fmt.Errorf("%s: %s: %w", s.Host, s.Action, err)
-					return
-				}
-				t.Logf("wave %d: %s: done in %s", s.Wave, s.Host, time.Since(t0).Round(time.Millisecond))
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
+	ph := plan.Phase{Name: "rabbitmq", Plan: func(context.Context, *plan.Target) ([]plan.Step, error) { return steps, nil }}
+	if _, err := deploy.Run(ctx, &plan.Target{}, []plan.Phase{ph}, deploy.Options{Out: testWriter{t}}); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// testWriter logs each line deploy prints.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 func planSteps(t *testing.T, ctx context.Context, tg *plan.Target) []plan.Step {
@@ -106,7 +100,8 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &plan.Target{Cluster: c, Nodes: map[string]node.Node{}, Secrets: store, SharedClock: true,
+	store.Set(store.Generate(secrets.Names()...))
+	tg := &plan.Target{Cluster: c, Nodes: map[string]node.Node{}, Secrets: store.Values(), SharedClock: true,
 		Progress: func(phase, host, format string, a ...any) {
 			t.Logf("[%s] %s: %s", phase, host, fmt.Sprintf(format, a...))
 		}}
@@ -247,9 +242,28 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if waves := plan.Waves(steps); restarts != len(ctls) || len(waves) != 1+len(ctls)+1 {
 		t.Fatalf("plan after a configuration change: %d restarts in %d waves, want %d restarts, one per wave, between the files and the check", restarts, len(waves), len(ctls))
 	}
+	// The run is interrupted after the files and the first restart (a
+	// failed restart, a Ctrl-C): the next plan finds every file as
+	// rendered, yet the brokers not restarted run with the old
+	// configuration. It must restart exactly those.
+	waves := plan.Waves(steps)
 	t0 = time.Now()
+	runSteps(t, ctx, append(append([]plan.Step{}, waves[0]...), waves[1]...))
+	first := waves[1][0].Host
+	steps = planSteps(t, ctx, tg)
+	restarted := map[string]bool{}
+	for _, s := range steps {
+		if strings.HasPrefix(s.Action, "restart") {
+			restarted[s.Host] = true
+		} else if strings.HasPrefix(s.Action, "write") {
+			t.Errorf("plan after an interrupted run writes files again: %s %s", s.Host, s.Action)
+		}
+	}
+	if len(restarted) != len(ctls)-1 || restarted[first] {
+		t.Fatalf("plan after an interrupted rolling restart (%s restarted): restarts %v, want every other controller", first, restarted)
+	}
 	runSteps(t, ctx, steps)
-	t.Logf("rolling restart of %d nodes in %s", len(ctls), time.Since(t0).Round(time.Millisecond))
+	t.Logf("rolling restart of %d nodes in %s (interrupted after the first)", len(ctls), time.Since(t0).Round(time.Millisecond))
 	checkCluster(t)
 	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
 		t.Fatalf("plan after the rolling restart: %d steps, want none", len(steps))
@@ -328,6 +342,59 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
 		t.Fatalf("plan after the rejoin: %d steps, want none", len(steps))
 	}
+
+	// A controller hung for 30 s (SIGSTOP: no TCP reset), then thawed.
+	// The others declare it down after net_ticktime; thawed, it finds
+	// them "gone": a partition that RabbitMQ does not heal by itself
+	// under pause_minority. With quorum queues the phase restarts the
+	// minority and the bus is whole again, with no command given.
+	if _, err := l.Freeze(ctx, "ctl1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(30 * time.Second):
+	}
+	if _, err := l.Thaw(ctx, "ctl1"); err != nil {
+		t.Fatal(err)
+	}
+	partitioned := false
+	_ = plan.WaitFor(ctx, "a partition, or the cluster whole again", 90*time.Second, func(ctx context.Context) (bool, string) {
+		whole := true
+		for _, n := range ctls {
+			members, err := admin(n).nodes(ctx)
+			if err != nil {
+				whole = false
+				continue
+			}
+			for _, m := range members {
+				if len(m.Partitions) > 0 {
+					partitioned = true
+				}
+				whole = whole && m.Running && len(m.Partitions) == 0
+			}
+		}
+		return partitioned || whole, ""
+	})
+	t.Logf("after a 30 s freeze of ctl1: partitioned=%v", partitioned)
+	t0 = time.Now()
+	steps = planSteps(t, ctx, tg)
+	healed := false
+	for _, s := range steps {
+		healed = healed || strings.Contains(s.Action, "cut off from the majority in a partition")
+	}
+	if partitioned && !healed {
+		t.Fatalf("a partition after the freeze, and the plan does not heal it: %+v", steps)
+	}
+	runSteps(t, ctx, steps)
+	if steps := planSteps(t, ctx, tg); len(steps) > 0 {
+		// The heal ends the first run; what the partition left (a paused
+		// broker's definitions) is for the second, as a second 'up'.
+		runSteps(t, ctx, steps)
+	}
+	t.Logf("bus whole again %s after the thaw was planned for (heal step planned: %v)", time.Since(t0).Round(time.Millisecond), healed)
+	checkCluster(t)
 }
 
 // amqpLogin opens an AMQP 0-9-1 connection with PLAIN credentials and opens
@@ -459,7 +526,7 @@ func testCluster(t *testing.T, controllers int) *spec.Cluster {
 
 func testEnv(t *testing.T, c *spec.Cluster) *env {
 	t.Helper()
-	s := secrets.Fixed{}
+	s := secrets.NewValues(map[string]string{secrets.RabbitAdminPassword: "admin", secrets.RabbitServicePassword: "svc", secrets.ErlangCookie: "cookie"})
 	defs, err := Definitions(c, s)
 	if err != nil {
 		t.Fatal(err)
@@ -598,6 +665,9 @@ func TestSchedule(t *testing.T) {
 
 func TestRefuseUnsafe(t *testing.T) {
 	c := testCluster(t, 3)
+	// Classic mirrored queues: a partition is the operator's to heal
+	// (TestPartitionHealedWithQuorumQueues: with quorum queues, up heals).
+	c.Spec.RabbitMQ.QueueType = spec.QueueMirrored
 	healthy := nodeState{running: true, answers: true, hasData: true}
 	stopped := nodeState{hasData: true}
 	all3 := map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}
@@ -681,6 +751,11 @@ func TestRefuseUnsafe(t *testing.T) {
 				t.Fatalf("error %q, want it to contain %q", err, tc.want)
 			case err != nil && strings.Count(err.Error(), "\n") > 0 && tc.name != "split clusters":
 				t.Errorf("one problem reported more than once:\n%v", err)
+			}
+			// Every refusal is typed and carries its remedy.
+			var r *plan.Refusal
+			if err != nil && (!errors.As(err, &r) || r.Problem == "" || r.Remedy == "") {
+				t.Errorf("refusal %q is not a plan.Refusal with a remedy", err)
 			}
 		})
 	}
@@ -865,6 +940,83 @@ Kernel pid terminated (application_controller) ({application_start_failure,rabbi
 	} {
 		if featureFlagRace(err) {
 			t.Errorf("recognised as the race: %v", err)
+		}
+	}
+}
+
+// With quorum queues, a partition whose minority is clear is healed by the
+// phase (the minority's application restarted), not refused; without a
+// clear minority, or with a minority broker not running, it is refused.
+func TestPartitionHealedWithQuorumQueues(t *testing.T) {
+	c := testCluster(t, 3)
+	healthy := nodeState{running: true, answers: true, hasData: true}
+	for _, tc := range []struct {
+		name   string
+		states map[string]nodeState
+		edit   func(all []*facts)
+		heal   string
+		refuse string
+	}{
+		{"minority seen by the majority", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[0].members[2].Partitions = []string{"rabbit@ctl1", "rabbit@ctl2"}
+		}, "ctl3", ""},
+		// The majority paused itself (pause_minority): its brokers run but
+		// do not answer; the thawed node answers alone.
+		{"majority paused, the thawed node alone", map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, hasData: true, apiErr: errors.New("paused")}, "ctl3": {running: true, hasData: true, apiErr: errors.New("paused")}}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2", "rabbit@ctl3"}
+		}, "ctl1", ""},
+		// One-sided view, as seen after a 30 s freeze of ctl1: only ctl2
+		// says it cannot reach ctl1. ctl1 is the node its peers gave up on.
+		{"one-sided report", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[1].members[1].Partitions = []string{"rabbit@ctl1"}
+		}, "ctl1", ""},
+		{"two nodes that cannot reach each other: no way to tell", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": healthy}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2"}
+			all[0].members[1].Partitions = []string{"rabbit@ctl1"}
+		}, "", "No node is cut off from a majority"},
+		{"a majority broker not running", map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {hasData: true}}, func(all []*facts) {
+			all[0].members[0].Partitions = []string{"rabbit@ctl2", "rabbit@ctl3"}
+		}, "", "The minority side is ctl1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEnv(t, c)
+			all := testFacts(t, e, tc.states)
+			tc.edit(all)
+			err := refuseUnsafe(e, all)
+			var healed []string
+			for _, f := range e.heal {
+				healed = append(healed, f.n.Name)
+			}
+			if tc.refuse != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refuse) || len(healed) > 0 {
+					t.Fatalf("got heal %v, %v; want a refusal with %q", healed, err, tc.refuse)
+				}
+				return
+			}
+			if err != nil || strings.Join(healed, ",") != tc.heal {
+				t.Fatalf("got heal %v, %v; want heal %s", healed, err, tc.heal)
+			}
+		})
+	}
+}
+
+func TestRestartSet(t *testing.T) {
+	nodes := []string{"a", "b", "c", "d", "e"}
+	for _, tc := range []struct {
+		name string
+		p    map[string][]string
+		want string
+	}{
+		{"none", map[string][]string{}, ""},
+		{"one cut off from all", map[string][]string{"a": {"b", "c", "d", "e"}}, "a"},
+		{"two cut off together", map[string][]string{"a": {"c", "d", "e"}, "b": {"c", "d", "e"}}, "a,b"},
+		{"even split is no minority in 5: three against two", map[string][]string{"c": {"a", "b"}, "d": {"a", "b"}, "e": {"a", "b"}}, "a,b"},
+		{"a single edge, named once", map[string][]string{"c": {"d"}}, "d"},
+		{"a single edge, named both ways: a tie", map[string][]string{"c": {"d"}, "d": {"c"}}, ""},
+		{"too many cut: no set under half", map[string][]string{"a": {"b", "c", "d", "e"}, "b": {"c", "d", "e"}, "c": {"d", "e"}}, ""},
+	} {
+		if got := strings.Join(restartSet(nodes, tc.p), ","); got != tc.want {
+			t.Errorf("%s: restart %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

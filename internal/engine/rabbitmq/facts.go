@@ -1,0 +1,192 @@
+package rabbitmq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/hastack/hastack/internal/engine"
+	"github.com/hastack/hastack/internal/node"
+	"github.com/hastack/hastack/internal/plan"
+	"github.com/hastack/hastack/internal/spec"
+)
+
+// The rabbitmq phase in four parts: facts (this file: what each controller
+// is), refuse.go (what hastack will not repair by itself), schedule.go
+// (which steps, in which waves: a pure function of the facts) and steps.go
+// (what each step does). up.go ties them together.
+// facts is what planning learns of one controller.
+type facts struct {
+	n     spec.Node
+	nd    node.Node
+	files []engine.File
+	stale []engine.File
+	// changed lists the stale files whose content (not just mode or
+	// owner) differs: only those call for a restart.
+	changed []engine.File
+	// cookieChanged: the Erlang cookie on the node differs from the
+	// secrets file's.
+	cookieChanged bool
+	dirsOK        bool
+	running       bool
+	// hasData: the node's Mnesia folder holds a database, so it was a
+	// cluster member before and rejoins its cluster by itself on start.
+	hasData bool
+	// runningAtShutdown: the members the node last saw running (its
+	// nodes_running_at_shutdown file); nil when unknown. A stopped node
+	// waits at boot until one of them runs, unless forceBoot (the
+	// force_load file 'rabbitmqctl force_boot' leaves) says not to.
+	runningAtShutdown []string
+	forceBoot         bool
+	// major is the installed RabbitMQ's major version (0: unknown).
+	major int
+	// apiErr is nil when the management API answered /api/nodes with
+	// members; it is only asked when the service runs.
+	apiErr  error
+	members []clusterNode
+}
+
+func (f *facts) answers() bool { return f.running && f.apiErr == nil }
+
+// needsRestart: the broker runs with configuration older than its files.
+// definitions.json is left out: its users and policies are applied to the
+// running cluster through the management API instead (the closing check),
+// and every later boot imports the file anyway.
+func (f *facts) needsRestart() bool {
+	if !f.running {
+		return false
+	}
+	for _, c := range f.changed {
+		if c.Path != DefinitionsPath {
+			return true
+		}
+	}
+	return false
+}
+
+// gather learns the facts of one controller.
+func gather(ctx context.Context, e *env, f *facts) error {
+	var err error
+	if f.stale, err = plan.StaleFiles(ctx, f.nd, f.files); err != nil {
+		return err
+	}
+	for _, s := range f.stale {
+		have, err := f.nd.ReadFile(ctx, s.Path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err != nil || !bytes.Equal(have, s.Content) {
+			f.changed = append(f.changed, s)
+			// A missing cookie is a node never set up, not a changed one.
+			if s.Path == CookiePath && err == nil {
+				f.cookieChanged = true
+			}
+		}
+	}
+	if f.dirsOK, err = dirsOK(ctx, f.nd); err != nil {
+		return err
+	}
+	st, err := f.nd.Services().Status(ctx, ServiceName)
+	if err != nil {
+		return err
+	}
+	f.running = st.Running
+	if f.running && len(f.changed) == 0 {
+		// Files written by an earlier 'up' that failed before this
+		// broker's restart: unchanged on disk, but never read by the
+		// running broker. They call for the restart all the same.
+		// definitions.json is applied through the API (needsRestart),
+		// and a cookie is compared by content (cookieChanged).
+		var paths []string
+		for _, file := range f.files {
+			if file.Path != DefinitionsPath && file.Path != CookiePath {
+				paths = append(paths, file.Path)
+			}
+		}
+		newer, err := plan.NotReadSince(ctx, f.nd, st, paths...)
+		if err != nil {
+			return err
+		}
+		if newer {
+			for _, file := range f.files {
+				if slices.Contains(paths, file.Path) {
+					f.changed = append(f.changed, file)
+				}
+			}
+		}
+	}
+	f.major = installedMajor(ctx, f.nd)
+	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"test", "-e", mnesiaDir(f.n) + "/schema.DAT"}})
+	var ce *node.CommandError
+	switch {
+	case err == nil:
+		f.hasData = true
+	case errors.As(err, &ce) && res.ExitCode == 1:
+	default:
+		return err
+	}
+	if f.hasData && !f.running {
+		data, err := f.nd.ReadFile(ctx, mnesiaDir(f.n)+"/nodes_running_at_shutdown")
+		switch {
+		case err == nil:
+			f.runningAtShutdown = erlangAtoms(string(data))
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		_, err = f.nd.ReadFile(ctx, mnesiaDir(f.n)+"/force_load")
+		switch {
+		case err == nil:
+			f.forceBoot = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+	}
+	if f.running {
+		f.members, f.apiErr = e.api(f.n).nodes(ctx)
+	}
+	return nil
+}
+
+// erlangAtoms reads a list of atoms as RabbitMQ writes it, e.g.
+// "[rabbit@ctl1,'rabbit@ctl-2'].", into names.
+func erlangAtoms(term string) []string {
+	term = strings.TrimSpace(term)
+	term = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(term, "."), "["), "]")
+	var out []string
+	for _, a := range strings.Split(term, ",") {
+		if a = strings.Trim(strings.TrimSpace(a), "'"); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// mnesiaDir is the node's database folder (RABBITMQ_MNESIA_DIR).
+func mnesiaDir(n spec.Node) string { return MnesiaBase + "/" + NodeName(n) }
+
+// dirsOK reports whether every folder exists with its owner and mode.
+func dirsOK(ctx context.Context, nd node.Node) (bool, error) {
+	argv := []string{"stat", "-c", "%n %U %a"}
+	for _, d := range dirs {
+		argv = append(argv, d.path)
+	}
+	res, err := nd.Run(ctx, node.Cmd{Argv: argv})
+	var ce *node.CommandError
+	if err != nil && !errors.As(err, &ce) {
+		return false, err
+	}
+	if err != nil {
+		return false, nil // one is missing; stat exits 1 after printing the others
+	}
+	have := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	for i, d := range dirs {
+		if i >= len(have) || have[i] != fmt.Sprintf("%s %s %o", d.path, d.owner, d.mode.Perm()) {
+			return false, nil
+		}
+	}
+	return true, nil
+}

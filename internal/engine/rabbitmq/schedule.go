@@ -1,0 +1,121 @@
+package rabbitmq
+
+import (
+	"maps"
+
+	"github.com/hastack/hastack/internal/plan"
+)
+
+// schedule turns the facts into steps and waves. It returns the next free
+// wave and whether the closing check is among the steps.
+func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bool) {
+	// Wave 0: folders and files, every node at once. Files are written
+	// before any (re)start so each broker boots with its final
+	// configuration.
+	for _, f := range all {
+		if s := prepareStep(f); s != nil {
+			steps = append(steps, *s)
+		}
+	}
+
+	// Wave 1: brokers that run but do not answer yet (booting, or waiting
+	// for their peers' tables) are waited for, not restarted: a restart
+	// would only start that wait over.
+	up := map[string]bool{} // nodes expected to run in the cluster as the waves go
+	var waited []*facts
+	for _, f := range all {
+		if !f.running {
+			continue
+		}
+		up[f.n.Name] = true
+		if f.apiErr != nil && !f.needsRestart() {
+			steps = append(steps, waitStep(e, f, 1))
+			waited = append(waited, f)
+		}
+	}
+
+	wave := 2
+	var touched []*facts // nodes started or restarted, in order
+	var toStart []*facts
+	for _, f := range all {
+		if !f.running {
+			toStart = append(toStart, f)
+		}
+	}
+	if len(up) == 0 && len(toStart) > 0 {
+		// Nothing runs. Former members (with data) must start together:
+		// each waits at boot for the peers it saw last, so starting them
+		// one at a time could wait on a node not started yet. Blank nodes
+		// then join one at a time; when every node is blank, the first
+		// controller forms the cluster alone.
+		var withData, blank []*facts
+		for _, f := range toStart {
+			if f.hasData {
+				withData = append(withData, f)
+			} else {
+				blank = append(blank, f)
+			}
+		}
+		if len(withData) > 0 {
+			group := map[string]bool{}
+			for _, f := range withData {
+				group[f.n.Name] = true
+			}
+			for _, f := range withData {
+				steps = append(steps, startStep(e, f, wave, startTogether, group, false))
+				touched = append(touched, f)
+			}
+			maps.Copy(up, group)
+			wave++
+		}
+		toStart = blank
+		if len(withData) == 0 && formsTogether(blank) {
+			group := map[string]bool{}
+			for _, f := range blank {
+				group[f.n.Name] = true
+			}
+			for _, f := range blank {
+				steps = append(steps, startStep(e, f, wave, startFormTogether, group, false))
+				touched = append(touched, f)
+			}
+			maps.Copy(up, group)
+			wave++
+			toStart = nil
+		}
+	}
+	for _, f := range toStart {
+		how := startJoin
+		switch {
+		case len(up) == 0:
+			how = startFirst
+		case f.hasData:
+			how = startRejoin
+		}
+		up[f.n.Name] = true
+		steps = append(steps, startStep(e, f, wave, how, maps.Clone(up), false))
+		touched = append(touched, f)
+		wave++
+	}
+	// Rolling restarts last, once every node that was down runs again:
+	// the cluster keeps its majority throughout.
+	for _, f := range all {
+		if f.needsRestart() {
+			steps = append(steps, startStep(e, f, wave, startRestart, maps.Clone(up), true))
+			touched = append(touched, f)
+			wave++
+		}
+	}
+
+	// The closing check runs after any start or wait, through the node
+	// started last (the one whose view is newest).
+	var host *facts
+	switch {
+	case len(touched) > 0:
+		host = touched[len(touched)-1]
+	case len(waited) > 0:
+		host = waited[len(waited)-1]
+	default:
+		return steps, wave, false
+	}
+	return append(steps, checkStep(e, host, nil, wave)), wave + 1, true
+}
