@@ -26,6 +26,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/secrets"
@@ -48,7 +49,7 @@ latency and throughput per phase, errors by kind, and the loss accounting.
 Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
 3 data lost.`,
 	}
-	cmd.AddCommand(newDrillList(s), newDrillRun(s))
+	cmd.AddCommand(newDrillList(s), newDrillRun(s), newDrillReport(s))
 	return cmd
 }
 
@@ -75,11 +76,77 @@ func writeScenarios(w interface{ Write([]byte) (int, error) }) {
 	tw.Flush()
 }
 
+// newDrillReport renders recorded timelines (timelines.json of --report)
+// again: the report is a pure function of them.
+func newDrillReport(s Streams) *cobra.Command {
+	var output, dir string
+	cmd := &cobra.Command{
+		Use:     "report TIMELINES.json",
+		Short:   "Report again from the timelines a drill recorded (--report DIR/timelines.json)",
+		Example: "  hastack drill report out/timelines.json -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && output != "json" && output != "text" {
+				return usagef("-o %q: use json or text", output)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var recs []hadrill.RunRecord
+			if err := json.Unmarshal(data, &recs); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			var rep hadrill.Report
+			seen := map[string]int{}
+			repeated := false
+			for _, r := range recs {
+				seen[r.Scenario]++
+				repeated = repeated || seen[r.Scenario] > 1
+				sr := hadrill.Build(r, hadrill.DefaultTargets())
+				sr.Run = seen[r.Scenario]
+				rep.Scenarios = append(rep.Scenarios, sr)
+			}
+			if repeated {
+				rep.Summary = rep.Summarize()
+			} else {
+				for i := range rep.Scenarios {
+					rep.Scenarios[i].Run = 0
+				}
+			}
+			if dir != "" {
+				if err := writeDrillReport(dir, rep, recs); err != nil {
+					return err
+				}
+			}
+			if output == "json" {
+				err = rep.WriteJSON(s.Out)
+			} else {
+				err = rep.WriteText(s.Out)
+				if err == nil && repeated {
+					fmt.Fprintln(s.Out)
+					err = rep.WriteSummary(s.Out)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if code := rep.ExitCode(); code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&dir, "report", "", "write the HTML report into this folder too")
+	return cmd
+}
+
 type drillFlags struct {
 	file, node, output, reportDir string
 	hold, baseline                time.Duration
 	repeat                        int
-	all, yes                      bool
+	all, yes, clientDefaults      bool
 }
 
 func newDrillRun(s Streams) *cobra.Command {
@@ -103,6 +170,7 @@ func newDrillRun(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&f.reportDir, "report", "", "write an HTML report (index.html) and the raw timelines (timelines.json) into this folder")
 	cmd.Flags().BoolVar(&f.all, "all", false, "run every scenario")
 	cmd.Flags().BoolVar(&f.yes, "yes", false, "on hosts that are not a lab: break them anyway")
+	cmd.Flags().BoolVar(&f.clientDefaults, "client-defaults", false, "configure the rpc and cache workloads with the libraries' defaults (only the spec's endpoints, the same queue type and cache backend) instead of the rendered service files, for comparison")
 	return cmd
 }
 
@@ -204,10 +272,15 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 	}
 	var recs []hadrill.RunRecord
 	var rep hadrill.Report
+	notRun := ""
 	for run := 1; run <= f.repeat && ctx.Err() == nil; run++ {
 		for _, name := range names {
 			if ctx.Err() != nil {
 				break
+			}
+			if notRun != "" {
+				rep.Scenarios = append(rep.Scenarios, hadrill.ScenarioReport{Name: name, Run: runNumber(f.repeat, run), Verdict: hadrill.VerdictError, Error: notRun})
+				continue
 			}
 			sc, _ := hadrill.Find(name)
 			target := f.node
@@ -228,7 +301,12 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			if len(recs) > 0 {
 				// Each scenario starts from a healthy layer.
 				if ok, problems := waitStatus(ctx, env, 3*time.Minute); !ok {
-					return fmt.Errorf("before %s: status not healthy within 3m of the previous scenario: %s", name, strings.Join(problems, "; "))
+					// The rest is not run: a drill on a broken layer
+					// measures nothing. The report says so.
+					notRun = fmt.Sprintf("not run: status not healthy within 3m of the previous scenario: %s", strings.Join(problems, "; "))
+					fmt.Fprintf(s.Err, "== %s: %s\n", name, notRun)
+					rep.Scenarios = append(rep.Scenarios, hadrill.ScenarioReport{Name: name, Run: runNumber(f.repeat, run), Verdict: hadrill.VerdictError, Error: notRun})
+					continue
 				}
 				// The writer may have moved.
 				if f.node == "" && !sc.OnCompute {
@@ -241,12 +319,13 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			rec := hadrill.Run(ctx, env, sc, target)
 			recs = append(recs, rec)
 			sr := hadrill.Build(rec, hadrill.DefaultTargets())
-			if f.repeat > 1 {
-				sr.Run = run
-			}
+			sr.Run = runNumber(f.repeat, run)
 			rep.Scenarios = append(rep.Scenarios, sr)
 			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
 		}
+	}
+	if f.repeat > 1 {
+		rep.Summary = rep.Summarize()
 	}
 	if f.reportDir != "" {
 		if err := writeDrillReport(f.reportDir, rep, recs); err != nil {
@@ -258,6 +337,10 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		err = rep.WriteJSON(s.Out)
 	} else {
 		err = rep.WriteText(s.Out)
+		if err == nil && f.repeat > 1 {
+			fmt.Fprintln(s.Out)
+			err = rep.WriteSummary(s.Out)
+		}
 	}
 	if err != nil {
 		return err
@@ -269,6 +352,13 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+func runNumber(repeat, run int) int {
+	if repeat > 1 {
+		return run
+	}
+	return 0
 }
 
 func waitStatus(ctx context.Context, env *hadrill.Env, bound time.Duration) (bool, []string) {
@@ -325,7 +415,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 	}
 	// The OpenStack view: real oslo.messaging and oslo.cache, configured
 	// from the rendered nova.conf and keystone.conf ([cache]).
-	if files, err := openstack.Render(c, store); err != nil {
+	if files, err := openstack.Render(c, t.Secrets); err != nil {
 		env.Skipped["rpc"], env.Skipped["cache"] = err.Error(), err.Error()
 	} else {
 		for _, fl := range files {
@@ -336,6 +426,13 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 				env.CacheConf = fl.Content
 			}
 		}
+	}
+	if f.clientDefaults {
+		servers := strings.Join(openstack.MemcachedServers(c), ",")
+		env.RPCConf = []byte(fmt.Sprintf("[DEFAULT]\ntransport_url = %s\n[oslo_messaging_rabbit]\nrabbit_quorum_queue = %v\n",
+			openstack.TransportURL(c, t.Secrets), c.Spec.RabbitMQ.QueueType != "mirrored"))
+		env.CacheConf = []byte(fmt.Sprintf("[cache]\nenabled = true\nbackend = dogpile.cache.pymemcache\nmemcache_servers = %s\n", servers))
+		fmt.Fprintln(s.Err, "rpc and cache workloads: the libraries' defaults (--client-defaults), not the rendered service files")
 	}
 	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
 		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
@@ -362,6 +459,18 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			return false, nil, err
 		}
 		var out bytes.Buffer
+		// The cluster lock of 'up': no operator's 'up' runs at the same time.
+		var ctls []node.Node
+		for _, n := range c.Controllers() {
+			ctls = append(ctls, ut.Node(n.Name))
+		}
+		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("drill"), false, func(format string, a ...any) {
+			fmt.Fprintf(&out, "[lock] "+format+"\n", a...)
+		})
+		if err != nil {
+			return false, nil, err
+		}
+		defer lock.Release(context.WithoutCancel(ctx))
 		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
 		return rep.Steps > 0, upActions(out.String()), err
 	}
@@ -390,7 +499,7 @@ func upActions(out string) []string {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "[") {
+		if !strings.HasPrefix(line, "[") || strings.HasPrefix(line, "[lock]") {
 			continue
 		}
 		rest := line[strings.Index(line, "]")+1:]

@@ -40,7 +40,20 @@ func TestDrillRefusalsShort(t *testing.T) {
 			t.Errorf("hastack %s: exit %d, want 2 naming %q:\n%s%s", strings.Join(c.args, " "), code, c.want, o, e)
 		}
 	}
-	o, _, code := runIn(t, dir, "", "drill", "list")
+	// Not a lab: refused without --yes, saying what it would break.
+	withSSH, err := spec.SetClusterSSH(data, spec.SSH{User: "root", IdentityFile: "id_ed25519", KnownHosts: "known_hosts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := t.TempDir()
+	if err := os.WriteFile(filepath.Join(real, "hastack.yaml"), withSSH, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "cut-node")
+	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "cut off the management network") {
+		t.Errorf("drill on real hosts without --yes: exit %d, want 2 saying what it breaks:\n%s%s", code, o, e)
+	}
+	o, _, code = runIn(t, dir, "", "drill", "list")
 	if code != 0 || !strings.Contains(o, "cut-node") || !strings.Contains(o, "power-loss") {
 		t.Errorf("drill list: exit %d\n%s", code, o)
 	}
@@ -99,6 +112,80 @@ type drillJSON struct {
 	} `json:"scenarios"`
 }
 
+func runDrillJSON(t *testing.T, dir string, args ...string) drillJSON {
+	t.Helper()
+	out, e, code := runIn(t, dir, "", args...)
+	t.Logf("hastack %s: exit %d\n%s", strings.Join(args, " "), code, e)
+	if code == 3 {
+		t.Errorf("data lost (exit 3): a finding about the layer:\n%s", out)
+	} else if code != 0 && code != 1 {
+		t.Fatalf("exit %d, want 0, 1 (a target missed) or 3 (data lost)", code)
+	}
+	var rep drillJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("drill JSON: %v\n%s", err, out)
+	}
+	return rep
+}
+
+// checkDrill checks each scenario's record: it ran, its workloads were
+// verified, nothing acknowledged was lost, and (mustRecover) the layer was
+// healthy again after the heal.
+func checkDrill(t *testing.T, rep drillJSON, mustRecover bool) {
+	t.Helper()
+	for _, s := range rep.Scenarios {
+		if strings.HasPrefix(s.Error, "not run") {
+			t.Logf("%s: %s", s.Name, s.Error)
+			continue
+		}
+		if !s.Recovered {
+			if mustRecover {
+				t.Errorf("%s: status not healthy again after the heal: %s", s.Name, s.Error)
+			} else {
+				t.Logf("finding: %s: status not healthy again after the heal: %s", s.Name, s.Error)
+			}
+		} else if s.Error != "" {
+			t.Errorf("%s: %s", s.Name, s.Error)
+		}
+		t.Logf("%s on %s: %s, healthy %.1f s after the heal, up acted %v, misses %v", s.Name, s.Node, s.Verdict, s.HealthyAfterS, s.UpActed, s.Misses)
+		if s.Node == "" {
+			t.Errorf("%s: no target node", s.Name)
+		}
+		if s.Name == "clock-stop" && s.Node != "cmp1" {
+			t.Errorf("clock-stop broke %s, want the compute node", s.Node)
+		}
+		if s.Name == "kill-db" && !s.UpActed {
+			t.Errorf("kill-db: up did not have to act, yet mariadb was killed")
+		}
+		for _, w := range s.Workloads {
+			if w.Skipped != "" {
+				t.Logf("%s/%s skipped: %s", s.Name, w.Name, w.Skipped)
+				continue
+			}
+			if w.WindowS == nil || w.P99Ms == nil || w.MaxMs == nil || w.Errors == nil {
+				t.Errorf("%s/%s: a required field is missing", s.Name, w.Name)
+			}
+			if (w.Name == "db" || w.Name == "mq") && !w.Verified {
+				t.Errorf("%s/%s: verification did not complete", s.Name, w.Name)
+			}
+			switch w.Name {
+			case "db":
+				if w.Acked == nil || *w.Acked == 0 || w.Lost == nil || w.Unknown == nil || w.Committed == nil {
+					t.Errorf("%s/db: no acknowledged writes, or the loss fields are missing", s.Name)
+				} else if *w.Lost != 0 {
+					t.Errorf("%s/db: %d acknowledged writes lost: %v", s.Name, *w.Lost, s.Losses)
+				}
+			case "mq":
+				if w.Confirmed == nil || *w.Confirmed == 0 || w.Lost == nil || w.Duplicates == nil {
+					t.Errorf("%s/mq: no confirmed messages, or the loss fields are missing", s.Name)
+				} else if *w.Lost != 0 {
+					t.Errorf("%s/mq: %d confirmed messages lost: %v", s.Name, *w.Lost, s.Losses)
+				}
+			}
+		}
+	}
+}
+
 // TestIntegrationDrill runs every scenario for real on a lab, with short
 // holds, and checks behaviour: each scenario ran its workloads through the
 // fault, no acknowledged write or confirmed message was lost, the layer
@@ -124,69 +211,16 @@ func TestIntegrationDrill(t *testing.T) {
 	}
 	hs("lab", "exec", "ctl1", "--", "rm", "-rf", "/run/hastack/drill.lock")
 
+	// Every scenario that kills something: the layer must come back.
 	report := filepath.Join(dir, "report")
-	out, e, code := runIn(t, dir, "", "drill", "run", "--all", "--hold", "5s", "-o", "json", "--report", report)
-	t.Logf("drill run --all --hold 5s: exit %d\n%s", code, e)
-	if code == 3 {
-		t.Errorf("data lost (exit 3): a finding about the layer:\n%s", out)
-	} else if code != 0 && code != 1 {
-		t.Fatalf("drill run --all: exit %d, want 0 or 1 (1: a target missed)", code)
+	killers := []string{"kill-db", "kill-mq", "kill-cache", "kill-node", "clock-stop", "rolling-restart", "power-loss"}
+	rep := runDrillJSON(t, dir, append(append([]string{"drill", "run"}, killers...), "--hold", "5s", "-o", "json", "--report", report)...)
+	if len(rep.Scenarios) != len(killers) {
+		t.Errorf("%d scenarios reported, want %d", len(rep.Scenarios), len(killers))
 	}
-	var rep drillJSON
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("drill JSON: %v\n%s", err, out)
-	}
-	if got, want := len(rep.Scenarios), len(strings.Fields("kill-db kill-mq kill-cache freeze-node cut-node kill-node rolling-restart power-loss clock-stop")); got != want {
-		t.Errorf("%d scenarios ran, want %d", got, want)
-	}
-	for _, s := range rep.Scenarios {
-		if s.Error != "" {
-			t.Errorf("%s: %s", s.Name, s.Error)
-		}
-		if !s.Recovered {
-			t.Errorf("%s: status not healthy again after the heal", s.Name)
-		}
-		if s.Node == "" {
-			t.Errorf("%s: no target node", s.Name)
-		}
-		if s.Name == "clock-stop" && s.Node != "cmp1" {
-			t.Errorf("clock-stop broke %s, want the compute node", s.Node)
-		}
-		if s.Name == "kill-db" && !s.UpActed {
-			t.Errorf("kill-db: up did not have to act, yet mariadb was killed")
-		}
-		for _, w := range s.Workloads {
-			if w.Skipped != "" {
-				continue
-			}
-			if w.WindowS == nil || w.P99Ms == nil || w.MaxMs == nil || w.Errors == nil {
-				t.Errorf("%s/%s: a required field is missing", s.Name, w.Name)
-			}
-			if !w.Verified {
-				t.Errorf("%s/%s: verification did not complete", s.Name, w.Name)
-			}
-			switch w.Name {
-			case "db":
-				if w.Acked == nil || *w.Acked == 0 || w.Lost == nil || w.Unknown == nil || w.Committed == nil {
-					t.Errorf("%s/db: no acknowledged writes, or the loss fields are missing", s.Name)
-				} else if *w.Lost != 0 {
-					t.Errorf("%s/db: %d acknowledged writes lost: %v", s.Name, *w.Lost, s.Losses)
-				}
-			case "mq":
-				if w.Confirmed == nil || *w.Confirmed == 0 || w.Lost == nil || w.Duplicates == nil {
-					t.Errorf("%s/mq: no confirmed messages, or the loss fields are missing", s.Name)
-				} else if *w.Lost != 0 {
-					t.Errorf("%s/mq: %d confirmed messages lost: %v", s.Name, *w.Lost, s.Losses)
-				}
-			}
-		}
-	}
+	checkDrill(t, rep, true)
 	if _, code := hs("status"); code != 0 {
 		t.Errorf("status after the drills: exit %d, want healthy", code)
-	}
-	// The lock was released.
-	if _, code := hs("lab", "exec", "ctl1", "--", "test", "!", "-e", "/run/hastack/drill.lock"); code != 0 {
-		t.Errorf("the drill lock is still held after the drill")
 	}
 	page, err := os.ReadFile(filepath.Join(report, "index.html"))
 	if err != nil {
@@ -196,6 +230,31 @@ func TestIntegrationDrill(t *testing.T) {
 		t.Errorf("report has %d charts, want %d", n, len(rep.Scenarios))
 	}
 	checkInChromium(t, filepath.Join(report, "index.html"), len(rep.Scenarios))
+
+	// The faults without a TCP reset. On this layer a frozen or cut-off
+	// RabbitMQ node can stay partitioned after the heal (issue 12's table;
+	// the next issue's work): the drill must report that and stop, not hide
+	// it. Recovery is logged as a finding here; data loss still fails.
+	quiet := []string{"cut-node", "freeze-node"}
+	rep = runDrillJSON(t, dir, append(append([]string{"drill", "run"}, quiet...), "--hold", "5s", "-o", "json")...)
+	if len(rep.Scenarios) != len(quiet) {
+		t.Errorf("%d scenarios reported, want %d", len(rep.Scenarios), len(quiet))
+	}
+	checkDrill(t, rep, false)
+	// Every fault was undone: no stopped process, no partition rule.
+	for _, n := range []string{"ctl1", "ctl2", "ctl3"} {
+		o, _ := hs("lab", "exec", n, "--", "sh", "-c", "ps -eo stat= | grep -c '^T'; iptables -S | grep -c hastack-partition; true")
+		if f := strings.Fields(o); len(f) != 2 || f[0] != "0" || f[1] != "0" {
+			t.Errorf("%s: a fault was not undone (stopped processes, partition rules): %q", n, o)
+		}
+	}
+	// The lock was released.
+	if _, code := hs("lab", "exec", "ctl1", "--", "test", "!", "-e", "/run/hastack/drill.lock"); code != 0 {
+		t.Errorf("the drill lock is still held after the drill")
+	}
+	if _, code := hs("status"); code != 0 {
+		t.Logf("finding: the layer did not recover from %v by itself", quiet)
+	}
 
 	// An unhealthy layer: refused, nothing broken.
 	if _, code := hs("lab", "fault", "kill", "ctl2", "memcached"); code != 0 {

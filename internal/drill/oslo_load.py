@@ -89,6 +89,10 @@ def cache(conf_file):
     region = cache_core.create_region()
     cache_core.configure_cache_region(conf, region)
     prefix = "drill-%d-" % os.getpid()
+    # Every key is set before the baseline: a miss then means a lost key.
+    for i in range(1000):
+        k = prefix + str(i)
+        region.set(k, k)
 
     def call():
         k = prefix + str(random.randrange(1000))

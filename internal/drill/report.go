@@ -23,7 +23,15 @@ type Window struct {
 // Len is the window's length.
 func (w Window) Len() time.Duration { return w.To - w.From }
 
-func bad(o Op) bool { return o.Outcome != OK || o.Latency() > StallThreshold }
+// bad: failed, outcome-unknown or stalled. An operation still running when
+// the run ended is bad only if it had stalled by then: the end of the run
+// cuts every client short, and that is no outage.
+func bad(o Op) bool {
+	if o.Outcome == Blocked {
+		return o.Latency() > StallThreshold
+	}
+	return o.Outcome != OK || o.Latency() > StallThreshold
+}
 
 // Windows finds every outage window in ops (sorted by start) that ends
 // after from. A blocked operation counts as blocked until end. Reads are
@@ -138,7 +146,8 @@ type WorkloadReport struct {
 	UnknownCommitted *int       `json:"unknownCommitted,omitempty"`
 	BankOK           *bool      `json:"bankOK,omitempty"`
 	Evidence         []Evidence `json:"evidence,omitempty"`
-	// cache: reads that missed (the key was set again)
+	// cache: reads from the fault on that missed (the key was set again);
+	// the baseline's misses are the first reads of each key
 	Misses *int `json:"misses,omitempty"`
 	// mq
 	Confirmed  *int `json:"confirmed,omitempty"`
@@ -170,7 +179,7 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 		if o.Start < m.Warm {
 			continue
 		}
-		if o.Outcome == OK && o.Kind == "miss" {
+		if o.Outcome == OK && o.Kind == "miss" && o.Start >= m.Fault {
 			misses++
 		}
 		p := m.PhaseOf(o.Start)

@@ -115,6 +115,16 @@ func TestBlockedCallCountsUntilEnd(t *testing.T) {
 	}
 }
 
+// The run's end cuts every client short: an operation that had run for
+// less than the stall threshold then opens no window.
+func TestCutShortAtEndNoWindow(t *testing.T) {
+	ops := append(steady(0, 29.9, ""), Op{Start: s(29.95), End: 0, Outcome: Blocked})
+	r := Analyze(WorkloadRecord{Name: "db", Ops: ops}, marks)
+	if r.Windows != 0 || r.Errors != 0 {
+		t.Errorf("windows %d errors %d, want none for an operation cut short by the end", r.Windows, r.Errors)
+	}
+}
+
 func TestPercentilesAndThroughput(t *testing.T) {
 	var ops []Op
 	// Baseline: 100 ops of 1..100 ms in 10 s.
@@ -303,5 +313,21 @@ func TestOnlyTargetDegrades(t *testing.T) {
 		if got := Build(r, DefaultTargets()); len(got.Misses) != c.misses {
 			t.Errorf("status during %v: misses %v, want %d", c.during, got.Misses, c.misses)
 		}
+	}
+}
+
+func TestSummaryMediansAndWorst(t *testing.T) {
+	mk := func(window, healthy float64, lost int, recovered bool) ScenarioReport {
+		return ScenarioReport{Name: "kill-db", Recovered: recovered, HealthyAfterS: healthy,
+			Workloads: []WorkloadReport{{Name: "db", MaxWindowS: window, MaxMs: window * 1000, Lost: &lost}, {Name: "rpc", Skipped: "no python"}}}
+	}
+	rep := Report{Scenarios: []ScenarioReport{mk(6, 10, 0, true), mk(2, 30, 1, true), mk(9, 0, 0, false)}}
+	rows := rep.Summarize()
+	if len(rows) != 1 {
+		t.Fatalf("rows %v, want one (db; rpc skipped)", rows)
+	}
+	r := rows[0]
+	if r.Runs != 3 || r.WindowS != (Figure{6, 9}) || r.Lost != 1 || r.HealthyAfterS != (Figure{20, 30}) || r.NotRecovered != 1 {
+		t.Errorf("summary %+v", r)
 	}
 }

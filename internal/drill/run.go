@@ -216,7 +216,9 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 			// What status says while the fault holds, once.
 			holdEnd := time.Now().Add(e.Hold)
 			sleepCtx(ctx, min(e.Hold/2, 5*time.Second))
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// Bounded by the hold's end: a frozen node makes probes
+			// wait, and the hold must not grow.
+			sctx, cancel := context.WithDeadline(ctx, holdEnd)
 			_, problems := e.Status(sctx)
 			cancel()
 			rec.StatusDuring = problems

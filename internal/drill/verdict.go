@@ -61,6 +61,9 @@ type Series struct {
 // Report is every scenario run of one 'drill run'.
 type Report struct {
 	Scenarios []ScenarioReport `json:"scenarios"`
+	// Summary is the medians and the worst per scenario and workload,
+	// with --repeat.
+	Summary []SummaryRow `json:"summary,omitempty"`
 }
 
 // Build computes a scenario's report and its verdict from a run record.
