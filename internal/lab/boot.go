@@ -435,21 +435,7 @@ func (l *Lab) makeBootedNode(ctx context.Context, i int, image string, hosts []b
 	if err := run(ctx, "ip", "netns", "add", n.NetNS); err != nil {
 		return err
 	}
-	var host, inside []string
-	inside = append(inside, "link set lo up")
-	for _, nic := range n.NICs {
-		host = append(host,
-			fmt.Sprintf("link add %s type veth peer name %s netns %s", nic.HostVeth, nic.Name, n.NetNS),
-			fmt.Sprintf("link set %s master %s up", nic.HostVeth, l.bridgeOf(nic.Network)))
-		if nic.Address != "" {
-			inside = append(inside, fmt.Sprintf("addr add %s/%d dev %s", nic.Address, nic.Prefix, nic.Name))
-		}
-		inside = append(inside, fmt.Sprintf("link set %s up", nic.Name))
-	}
-	if err := ipBatch(ctx, "", host); err != nil {
-		return err
-	}
-	if err := ipBatch(ctx, n.NetNS, inside); err != nil {
+	if err := l.wireNICs(ctx, n); err != nil {
 		return err
 	}
 	b := &BootedState{Machine: l.state.Prefix + "-" + n.Name, Console: filepath.Join(n.Root, "console.log"), Repo: image + ".repo"}

@@ -210,6 +210,27 @@ func (l *Lab) makeBridge(ctx context.Context, i int) error {
 
 func linkAlias(prefix string) string { return "hastack-lab:" + prefix }
 
+// wireNICs gives a node's network namespace (named n.NetNS) its NICs:
+// a veth per NIC, the host end on the network's bridge, the node end
+// addressed and up, and loopback up.
+func (l *Lab) wireNICs(ctx context.Context, n NodeState) error {
+	host := []string{}
+	inside := []string{"link set lo up"}
+	for _, nic := range n.NICs {
+		host = append(host,
+			fmt.Sprintf("link add %s type veth peer name %s netns %s", nic.HostVeth, nic.Name, n.NetNS),
+			fmt.Sprintf("link set %s master %s up", nic.HostVeth, l.bridgeOf(nic.Network)))
+		if nic.Address != "" {
+			inside = append(inside, fmt.Sprintf("addr add %s/%d dev %s", nic.Address, nic.Prefix, nic.Name))
+		}
+		inside = append(inside, fmt.Sprintf("link set %s up", nic.Name))
+	}
+	if err := ipBatch(ctx, "", host); err != nil {
+		return err
+	}
+	return ipBatch(ctx, n.NetNS, inside)
+}
+
 // makeNode lays out the node's folders, starts its init in new namespaces
 // and wires its NICs.
 func (l *Lab) makeNode(ctx context.Context, i int, hosts []byte) error {
@@ -231,22 +252,7 @@ func (l *Lab) makeNode(ctx context.Context, i int, hosts []byte) error {
 	if err := run(ctx, "ip", "netns", "attach", n.NetNS, fmt.Sprint(pid)); err != nil {
 		return err
 	}
-	var host, inside []string
-	inside = append(inside, "link set lo up")
-	for _, nic := range n.NICs {
-		br := l.bridgeOf(nic.Network)
-		host = append(host,
-			fmt.Sprintf("link add %s type veth peer name %s netns %d", nic.HostVeth, nic.Name, pid),
-			fmt.Sprintf("link set %s master %s up", nic.HostVeth, br))
-		if nic.Address != "" {
-			inside = append(inside, fmt.Sprintf("addr add %s/%d dev %s", nic.Address, nic.Prefix, nic.Name))
-		}
-		inside = append(inside, fmt.Sprintf("link set %s up", nic.Name))
-	}
-	if err := ipBatch(ctx, "", host); err != nil {
-		return err
-	}
-	if err := ipBatch(ctx, n.NetNS, inside); err != nil {
+	if err := l.wireNICs(ctx, n); err != nil {
 		return err
 	}
 	l.opts.Log("%s: node up (%s, %s), pid %d", n.Name, n.Role, n.Address, pid)

@@ -56,30 +56,26 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 				blank = append(blank, f)
 			}
 		}
-		if len(withData) > 0 {
+		// startGroup starts nodes at once, in one wave, each waiting
+		// for all of them.
+		startGroup := func(nodes []*facts, how startHow) {
 			group := map[string]bool{}
-			for _, f := range withData {
+			for _, f := range nodes {
 				group[f.n.Name] = true
 			}
-			for _, f := range withData {
-				steps = append(steps, startStep(e, f, wave, startTogether, group, false))
+			for _, f := range nodes {
+				steps = append(steps, startStep(e, f, wave, how, group, false))
 				touched = append(touched, f)
 			}
 			maps.Copy(up, group)
 			wave++
 		}
 		toStart = blank
-		if len(withData) == 0 && formsTogether(blank) {
-			group := map[string]bool{}
-			for _, f := range blank {
-				group[f.n.Name] = true
-			}
-			for _, f := range blank {
-				steps = append(steps, startStep(e, f, wave, startFormTogether, group, false))
-				touched = append(touched, f)
-			}
-			maps.Copy(up, group)
-			wave++
+		switch {
+		case len(withData) > 0:
+			startGroup(withData, startTogether)
+		case formsTogether(blank):
+			startGroup(blank, startFormTogether)
 			toStart = nil
 		}
 	}
