@@ -242,42 +242,76 @@ func healStep(e *env, f *facts, wave int) plan.Step {
 			e.say(f.n.Name, "the partition cleared by itself; nothing restarted")
 			return nil
 		}
-		for _, argv := range [][]string{{"rabbitmqctl", "stop_app"}, {"rabbitmqctl", "start_app"}} {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-			_, err := f.nd.Run(cctx, node.Cmd{Argv: argv})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("%s: %w%s", strings.Join(argv, " "), err, logTails(ctx, f))
+		restart := func(g *facts) error {
+			for _, argv := range [][]string{{"rabbitmqctl", "stop_app"}, {"rabbitmqctl", "start_app"}} {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				_, err := g.nd.Run(cctx, node.Cmd{Argv: argv})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("%s: %s: %w%s", g.n.Name, strings.Join(argv, " "), err, logTails(ctx, g))
+				}
 			}
+			return nil
 		}
+		// whole waits until f's view shows every controller running with
+		// no partition, and returns the members still partitioned.
 		api := e.api(f.n)
-		err := plan.WaitFor(ctx, NodeName(f.n)+" back in one cluster with no partition", 5*time.Minute, func(ctx context.Context) (bool, string) {
-			members, err := api.nodes(ctx)
-			if err != nil {
-				return false, err.Error()
-			}
-			var bad []string
-			for _, c := range e.ctls {
-				found := false
-				for _, m := range members {
-					if m.Name == NodeName(c) {
-						found = true
-						if !m.Running || len(m.Partitions) > 0 {
-							bad = append(bad, m.Name)
+		whole := func(d time.Duration) (bool, []string) {
+			var still []string
+			err := plan.WaitFor(ctx, NodeName(f.n)+" back in one cluster with no partition", d, func(ctx context.Context) (bool, string) {
+				members, err := api.nodes(ctx)
+				if err != nil {
+					return false, err.Error()
+				}
+				var bad []string
+				still = nil
+				for _, c := range e.ctls {
+					found := false
+					for _, m := range members {
+						if m.Name == NodeName(c) {
+							found = true
+							if !m.Running || len(m.Partitions) > 0 {
+								bad = append(bad, m.Name)
+							}
+							if len(m.Partitions) > 0 {
+								still = append(still, m.Name)
+								still = append(still, m.Partitions...)
+							}
 						}
 					}
+					if !found {
+						bad = append(bad, NodeName(c)+" (not a member)")
+					}
 				}
-				if !found {
-					bad = append(bad, NodeName(c)+" (not a member)")
+				if len(bad) > 0 {
+					return false, "not yet running without a partition: " + strings.Join(bad, ", ")
+				}
+				return true, ""
+			})
+			return err == nil, still
+		}
+		if err := restart(f); err != nil {
+			return err
+		}
+		ok, still := whole(90 * time.Second)
+		if !ok {
+			// The views did not say which side hung clearly enough: the
+			// node restarted was not the one cut off. Restart, one at a
+			// time, the others still named in a partition (quorum
+			// queues keep a majority through each restart).
+			for _, c := range e.ctls {
+				if NodeName(c) == NodeName(f.n) || !slices.Contains(still, NodeName(c)) {
+					continue
+				}
+				g := &facts{n: c, nd: e.t.Node(c.Name)}
+				e.say(f.n.Name, "still partitioned after the restart; restarting the RabbitMQ application on %s too", NodeName(c))
+				if err := restart(g); err != nil {
+					return err
 				}
 			}
-			if len(bad) > 0 {
-				return false, "not yet running without a partition: " + strings.Join(bad, ", ")
+			if ok, _ = whole(3 * time.Minute); !ok {
+				return fmt.Errorf("%s: the partition did not heal after restarting the applications of %s%s", f.n.Name, strings.Join(append([]string{NodeName(f.n)}, still...), ", "), logTails(ctx, f))
 			}
-			return true, ""
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w%s", f.n.Name, err, logTails(ctx, f))
 		}
 		e.say(f.n.Name, "partition healed: %s rejoined, every controller runs in one cluster (%s)", NodeName(f.n), time.Since(start).Round(time.Millisecond))
 		return nil
