@@ -127,10 +127,21 @@ func (l *Lab) Thaw(ctx context.Context, nodeName string) (string, error) {
 // The partition rules: every packet in or out of the node's management NIC
 // is dropped inside the node's network namespace. The node keeps its link
 // and addresses, as in a real partition: it just hears nobody.
-func partitionRules(mgmtIf string) [][]string {
-	return [][]string{
-		{"INPUT", "-i", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"},
-		{"OUTPUT", "-o", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"},
+// partitionRule is one rule of a cut, for iptables (IP) or arptables (ARP).
+type partitionRule struct {
+	tool string
+	args []string
+}
+
+// partitionRules drop every frame of the management NIC, ARP included: a
+// cut cable carries no ARP either, and a node that still answered ARP for
+// the VIP it held would pull clients' traffic into the cut.
+func partitionRules(mgmtIf string) []partitionRule {
+	return []partitionRule{
+		{"iptables", []string{"INPUT", "-i", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"}},
+		{"iptables", []string{"OUTPUT", "-o", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"}},
+		{"arptables", []string{"INPUT", "-i", mgmtIf, "-j", "DROP"}},
+		{"arptables", []string{"OUTPUT", "-o", mgmtIf, "-j", "DROP"}},
 	}
 }
 
@@ -147,11 +158,14 @@ func (l *Lab) mgmtNIC(nodeName string) (*Node, string, error) {
 	return nil, "", fmt.Errorf("%s has no NIC on the management network", nodeName)
 }
 
-func iptablesIn(ctx context.Context, nd *Node, args ...string) error {
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", fmt.Sprint(nd.PID()), "-n", "--", "iptables", "-w"}, args...)...)
-	out, err := cmd.CombinedOutput()
+func tablesIn(ctx context.Context, nd *Node, tool string, args ...string) error {
+	argv := []string{"-t", fmt.Sprint(nd.PID()), "-n", "--", tool}
+	if tool == "iptables" {
+		argv = append(argv, "-w") // wait for the xtables lock
+	}
+	out, err := exec.CommandContext(ctx, "nsenter", append(argv, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: iptables %s: %v: %s", nd.Name(), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s: %s %s: %v: %s", nd.Name(), tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -164,10 +178,10 @@ func (l *Lab) Partition(ctx context.Context, nodeName string) (string, error) {
 	}
 	added := 0
 	for _, r := range partitionRules(ifname) {
-		if iptablesIn(ctx, nd, append([]string{"-C"}, r...)...) == nil {
+		if tablesIn(ctx, nd, r.tool, append([]string{"-C"}, r.args...)...) == nil {
 			continue
 		}
-		if err := iptablesIn(ctx, nd, append([]string{"-I"}, r...)...); err != nil {
+		if err := tablesIn(ctx, nd, r.tool, append([]string{"-I"}, r.args...)...); err != nil {
 			return "", err
 		}
 		added++
@@ -175,7 +189,7 @@ func (l *Lab) Partition(ctx context.Context, nodeName string) (string, error) {
 	if added == 0 {
 		return fmt.Sprintf("%s: already cut off the management network (%s)", nodeName, ifname), nil
 	}
-	return fmt.Sprintf("%s: cut off the management network: every packet in or out of %s (%s) is dropped; heal with 'hastack lab fault heal %s'", nodeName, ifname, nd.Address(), nodeName), nil
+	return fmt.Sprintf("%s: cut off the management network: every packet in or out of %s (%s), ARP included, is dropped; heal with 'hastack lab fault heal %s'", nodeName, ifname, nd.Address(), nodeName), nil
 }
 
 // Heal restores the node's management network.
@@ -187,8 +201,8 @@ func (l *Lab) Heal(ctx context.Context, nodeName string) (string, error) {
 	removed := 0
 	var errs []error
 	for _, r := range partitionRules(ifname) {
-		for iptablesIn(ctx, nd, append([]string{"-C"}, r...)...) == nil {
-			if err := iptablesIn(ctx, nd, append([]string{"-D"}, r...)...); err != nil {
+		for tablesIn(ctx, nd, r.tool, append([]string{"-C"}, r.args...)...) == nil {
+			if err := tablesIn(ctx, nd, r.tool, append([]string{"-D"}, r.args...)...); err != nil {
 				errs = append(errs, err)
 				break
 			}

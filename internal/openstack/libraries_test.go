@@ -142,7 +142,8 @@ func TestIntegrationRenderedConfigsLoad(t *testing.T) {
 			if r.Rabbit["rabbit_quorum_queue"] != wantQuorum || r.Rabbit["rabbit_ha_queues"] != false || r.Rabbit["amqp_durable_queues"] != !wantQuorum {
 				t.Errorf("%s: queue settings %v for a %s cluster", base, r.Rabbit, c.Spec.RabbitMQ.QueueType)
 			}
-			if r.CacheClass != "PyMemcacheBackend" || r.Cache["enable_retry_client"] != true || r.Cache["retry_attempts"] != float64(cacheRetryAttempts) {
+			m := c.Spec.Memcached
+			if r.CacheClass != "PooledMemcachedBackend" || r.Cache["socket_timeout"] != m.ClientTimeout.Seconds() || r.Cache["dead_retry"] != m.ClientDeadRetry.Seconds() || r.Cache["pool_connection_get_timeout"] != float64(1) {
 				t.Errorf("%s: oslo.cache builds %s with %v", base, r.CacheClass, r.Cache)
 			}
 			if urls, _ := r.Cache["url"].([]any); len(urls) != len(c.Controllers()) {

@@ -577,11 +577,21 @@ func lineOr(line, def int) int {
 	return def
 }
 
-// modNBackends hash keys mod the number of servers.
-var modNBackends = map[string]string{
-	"oslo_cache.memcache_pool": "python-memcached, which hashes mod N",
-	"dogpile.cache.memcached":  "python-memcached, which hashes mod N",
-	"dogpile.cache.pylibmc":    "libmemcached with its default (modula) distribution; oslo.cache cannot pass the ketama behaviour",
+// Bounds the linter holds a cache configuration to: those of hastack's
+// failover targets (a cache call never stalls more than half a second; a
+// memcached that is back serves its keys again within 30 s).
+const (
+	maxCacheTimeout   = 0.5
+	maxCacheDeadRetry = 30
+)
+
+// unboundedBackends have no socket timeout a service can set, so a memcached
+// that hangs or vanishes (no TCP reset) blocks calls until TCP gives up.
+var unboundedBackends = map[string]string{
+	"dogpile.cache.pymemcache": "dogpile.cache hands pymemcache no socket timeout in these releases",
+	"dogpile.cache.memcached":  "python-memcached's own 3 s socket timeout cannot be set through oslo.cache",
+	"dogpile.cache.pylibmc":    "libmemcached's timeouts cannot be set through oslo.cache",
+	"dogpile.cache.bmemcached": "python-binary-memcached's socket timeout cannot be set through oslo.cache",
 }
 
 func (l *linter) cache() {
@@ -594,19 +604,18 @@ func (l *linter) cache() {
 		backend = "dogpile.cache.null"
 	}
 	if hasBackend && !contains(l.cat.cacheBackends, backend) {
-		l.add(bLine, Error, fmt.Sprintf("[cache] backend %q is not a backend of OpenStack %s: oslo.config refuses the value and the service does not start", backend, l.cat.release), "backend = dogpile.cache.pymemcache")
+		l.add(bLine, Error, fmt.Sprintf("[cache] backend %q is not a backend of OpenStack %s: oslo.config refuses the value and the service does not start", backend, l.cat.release), "backend = "+CacheBackend)
 		return
 	}
 	enabled, _ := l.boolValue("cache", "enabled", false)
 	if !enabled {
 		return
 	}
-	memcached := backend == "dogpile.cache.pymemcache" || backend == "dogpile.cache.bmemcached" || modNBackends[backend] != ""
-	if !memcached {
+	const fix = "backend = " + CacheBackend + " with a socket timeout of 0.5 s or less and memcache_dead_retry = 30 or less (hastack render writes them)"
+	if why, ok := unboundedBackends[backend]; ok {
+		l.add(lineOr(bLine, sec), Warning, fmt.Sprintf("[cache] backend %s: %s, so a memcached that hangs or vanishes (no TCP reset) blocks a call for tens of seconds to minutes (measured 42-153 s)", backend, why), fix)
+	} else if backend != CacheBackend {
 		return
-	}
-	if why, ok := modNBackends[backend]; ok {
-		l.add(lineOr(bLine, sec), Warning, fmt.Sprintf("[cache] backend %s uses %s: when the server list changes (a dead controller removed, one added) ~(N-1)/N of the keys move at once, and a server that comes back serves what it held before it left", backend, why), "backend = dogpile.cache.pymemcache with enable_retry_client = true (rendezvous hashing: only the lost server's keys move)")
 	}
 	servers, sLine, ok := l.value("cache", "memcache_servers")
 	if !ok {
@@ -620,15 +629,7 @@ func (l *linter) cache() {
 			l.compareWithCluster(sLine, "[cache] memcache_servers", list, c.Spec.Memcached.Port)
 		}
 	}
-	if backend == "dogpile.cache.pymemcache" {
-		if on, line := l.boolValue("cache", "enable_retry_client", false); !on {
-			l.add(lineOr(line, sec), Warning, "[cache] enable_retry_client is off: a call that meets a killed memcached raises the connection error into the service (an API error) until the HashClient drops the server", "enable_retry_client = true, retry_attempts = 3, retry_delay = 0")
-		} else if n, line, _ := l.numberValue("cache", "retry_attempts", 2); n < cacheRetryAttempts {
-			l.add(lineOr(line, sec), Warning, fmt.Sprintf("[cache] retry_attempts = %g: when the HashClient drops a dead memcached it fails the call on it once more, so fewer than %d attempts still raise errors into the service", n, cacheRetryAttempts), fmt.Sprintf("retry_attempts = %d", cacheRetryAttempts))
-		}
-		return
-	}
-	if modNBackends[backend] == "" {
+	if backend != CacheBackend {
 		return
 	}
 	timeoutKey := "memcache_socket_timeout"
@@ -637,11 +638,23 @@ func (l *linter) cache() {
 			timeoutKey = "socket_timeout"
 		}
 	}
-	if t, line, _ := l.numberValue("cache", timeoutKey, 1); t > 1 {
-		l.add(lineOr(line, sec), Warning, fmt.Sprintf("[cache] %s = %g: every call to a frozen or unreachable memcached stalls the request %g s", timeoutKey, t, t), timeoutKey+" = 1 or less")
+	if t, line, set := l.numberValue("cache", timeoutKey, 3); t > maxCacheTimeout || t <= 0 {
+		what := fmt.Sprintf("%s = %g", timeoutKey, t)
+		if !set {
+			what = timeoutKey + " is not set (default 3)"
+		}
+		if t <= 0 {
+			l.add(lineOr(line, sec), Error, fmt.Sprintf("[cache] %s: a cache call to a memcached that hangs waits for ever", what), fix)
+		} else {
+			l.add(lineOr(line, sec), Warning, fmt.Sprintf("[cache] %s: every call to a memcached that hangs or vanished stalls the request %g s (the bound is %g s)", what, t, maxCacheTimeout), fix)
+		}
 	}
-	if d, line, _ := l.numberValue("cache", "memcache_dead_retry", 300); d < 30 {
-		l.add(lineOr(line, sec), Warning, fmt.Sprintf("[cache] memcache_dead_retry = %g: a dead memcached is tried again every %g s, and each try of a frozen one stalls a request for the socket timeout", d, d), "memcache_dead_retry = 60 or more")
+	if d, line, set := l.numberValue("cache", "memcache_dead_retry", 300); d > maxCacheDeadRetry {
+		what := fmt.Sprintf("memcache_dead_retry = %g", d)
+		if !set {
+			what = "memcache_dead_retry is not set (default 300)"
+		}
+		l.add(lineOr(line, sec), Warning, fmt.Sprintf("[cache] %s: a memcached that is back serves its keys again only %g s after it was taken for dead; meanwhile they are misses (the bound is %d s)", what, d, maxCacheDeadRetry), fix)
 	}
 }
 
@@ -672,8 +685,12 @@ func (l *linter) authtoken() {
 		}
 		l.add(lineOr(line, sLine), Warning, fmt.Sprintf("[keystone_authtoken] %s: every API request validates its token in memcached, so a frozen or unreachable memcached stalls requests %g s each", what, t), fmt.Sprintf("memcache_pool_socket_timeout = %d", authtokenTimeout))
 	}
-	if d, line, _ := l.numberValue("keystone_authtoken", "memcache_pool_dead_retry", 300); d < 30 {
-		l.add(line, Warning, fmt.Sprintf("[keystone_authtoken] memcache_pool_dead_retry = %g: a dead memcached is tried again every %g s, each try of a frozen one stalling a request", d, d), fmt.Sprintf("memcache_pool_dead_retry = %d", authtokenDead))
+	if d, line, set := l.numberValue("keystone_authtoken", "memcache_pool_dead_retry", 300); d > maxCacheDeadRetry {
+		what := fmt.Sprintf("memcache_pool_dead_retry = %g", d)
+		if !set {
+			what = "memcache_pool_dead_retry is not set (default 300)"
+		}
+		l.add(lineOr(line, sLine), Warning, fmt.Sprintf("[keystone_authtoken] %s: a memcached that is back holds tokens again only %g s after it was taken for dead (the bound is %d s)", what, d, maxCacheDeadRetry), fmt.Sprintf("memcache_pool_dead_retry = %d or less", maxCacheDeadRetry))
 	}
 	l.tokenSecurity(sLine)
 }

@@ -101,16 +101,15 @@ const (
 	maxHeartbeat = 20
 	// recycleTime stays below the endpoint's HAProxy 'timeout client' and
 	// 'timeout server' (3600 s), which cut a connection idle that long.
-	recycleTime      = 3000
-	dbRetryInterval  = 2
+	recycleTime     = 3000
+	dbRetryInterval = 2
+	// authtokenTimeout: keystonemiddleware reads its socket timeout as whole
+	// seconds, so 1 s is the least it can wait.
 	authtokenTimeout = 1
-	authtokenDead    = 60
-	// CacheRetryAttempts and CacheHashRetryAttempts: see cacheSection.
-	cacheRetryAttempts     = 3
-	cacheHashRetryAttempts = 1
-	cacheDeadTimeout       = 60
-	cacheHashRetryTimeout  = 1
 )
+
+// CacheBackend is the [cache] backend rendered: see cacheSection.
+const CacheBackend = "oslo_cache.memcache_pool"
 
 // HeartbeatThreshold is the heartbeat_timeout_threshold written for a
 // cluster: its RabbitMQ net_ticktime, kept between minHeartbeat and
@@ -303,13 +302,17 @@ instead of exiting after 10 tries 10 s apart (defaults 10 and 10 s).`, dbRetryIn
 		f.section("keystone_authtoken", `Token validation caches in memcached through python-memcached (keystonemiddleware
 offers no other client): it hashes mod N, but keeps the server list fixed.`)
 		f.set("memcached_servers", strings.Join(MemcachedServers(c), ","), "Every controller's memcached.")
-		f.set("memcache_pool_socket_timeout", strconv.Itoa(authtokenTimeout), fmt.Sprintf(
+		m := c.Spec.Memcached
+		timeout := max(authtokenTimeout, int(math.Ceil(m.ClientTimeout.Seconds())))
+		dead := int(m.ClientDeadRetry.Seconds())
+		f.set("memcache_pool_socket_timeout", strconv.Itoa(timeout), fmt.Sprintf(
 			`Every API request validates its token here: a frozen or unreachable memcached
-stalls a request %d s at most, then is skipped (default 3 s).`, authtokenTimeout))
-		f.set("memcache_pool_dead_retry", strconv.Itoa(authtokenDead), fmt.Sprintf(
-			`A dead memcached is retried after %d s (default 300 s): a restarted one takes
-its share of the tokens back within a minute, and a still-dead one costs at
-most one stalled request per %d s and process.`, authtokenDead, authtokenDead))
+stalls a request %d s at most, then is skipped (default 3 s). keystonemiddleware
+reads whole seconds, so 1 s is its least (the [cache] section waits less).`, timeout))
+		f.set("memcache_pool_dead_retry", strconv.Itoa(dead), fmt.Sprintf(
+			`A dead memcached is retried after %d s (spec.memcached.clientDeadRetry; default
+300 s): a restarted one takes its share of the tokens back within that, and a
+still-dead one costs one stalled request per %d s and pooled connection.`, dead, dead))
 		f.set("memcache_security_strategy", "ENCRYPT",
 			`Without it, every validated token and its data sit in memcached in plain
 text, readable and writable by anyone who reaches the management network
@@ -325,41 +328,32 @@ validate the same token share the cache entry.`, MemcacheSecretKey))
 }
 
 func cacheSection(f *iniFile, c *spec.Cluster, release string) {
+	m := c.Spec.Memcached
+	timeout := strconv.FormatFloat(m.ClientTimeout.Seconds(), 'f', -1, 64)
+	dead := int(m.ClientDeadRetry.Seconds())
 	f.section("cache", "")
 	f.set("enabled", "true", "Caching is off by default.")
-	f.set("backend", "dogpile.cache.pymemcache",
-		`pymemcache's HashClient places keys by rendezvous hashing: losing a memcached,
-or removing it from this list, moves only its own ~1/N of the keys.
-oslo_cache.memcache_pool and dogpile.cache.memcached use python-memcached,
-which hashes mod N: when the list changes, ~(N-1)/N of the keys move and are
-misses at once, a load spike on keystone and the database.`)
+	f.set("backend", CacheBackend,
+		`oslo.cache's pool of python-memcached clients: the one backend of these
+releases whose calls have a socket timeout. dogpile.cache.pymemcache
+(consistent hashing) gets none through dogpile, so a memcached that hangs or
+vanishes (no TCP reset) blocks calls for minutes (measured 42-153 s). The cost:
+python-memcached hashes keys mod N, so changing memcache_servers (a
+controller added or removed for good) moves ~(N-1)/N of the keys at once;
+a memcached that is merely dead only has its own keys moved meanwhile.`)
 	f.set("memcache_servers", strings.Join(MemcachedServers(c), ","), "Every controller's memcached.")
-	f.set("enable_retry_client", "true",
-		`Without it, a call that meets a killed memcached raises the connection error
-into the service (measured: two failed calls per process thread before the
-HashClient drops the server). With it, the call is retried and the HashClient
-answers a miss for the failed server.`)
-	f.set("retry_attempts", strconv.Itoa(cacheRetryAttempts), fmt.Sprintf(
-		`%d, not the default 2: when the HashClient drops a server it first fails
-the call once more on it; the third attempt goes to the server that now owns
-the key (measured: 2 attempts still let 2 errors through, 3 none).`, cacheRetryAttempts))
-	f.set("retry_delay", "0", "Retry at once: the second attempt never waits on the network.")
-	f.set("hashclient_retry_attempts", strconv.Itoa(cacheHashRetryAttempts), fmt.Sprintf(
-		`Drop a failing memcached from the ring after %d failure (default 2), so its
-keys move to the others at once.`, cacheHashRetryAttempts))
-	if release == Zed {
-		f.note(fmt.Sprintf(`A dropped memcached is tried again after %d s, a failing one after %d s: the
-HashClient's own values. [cache] dead_timeout and hashclient_retry_delay
-cannot change them in zed: oslo.cache 3.2 hands them to dogpile.cache
-under names it does not read.`, cacheDeadTimeout, cacheHashRetryTimeout))
-	} else {
-		f.set("hashclient_dead_timeout", strconv.Itoa(cacheDeadTimeout), fmt.Sprintf(
-			`A dropped memcached rejoins the ring after %d s (the default, written so the
-bound is visible): a restarted one gets its keys back within a minute.`, cacheDeadTimeout))
-		f.set("hashclient_retry_timeout", strconv.Itoa(cacheHashRetryTimeout), "")
+	timeoutKey := "memcache_socket_timeout"
+	if release != Zed {
+		timeoutKey = "socket_timeout"
 	}
-	f.note(`Limit: dogpile.cache gives pymemcache no socket timeout, so a memcached
-that is frozen or unreachable (no TCP reset) blocks a call until TCP gives
-up; the [cache] socket timeout options do not apply to this backend. A
-killed or stopped memcached refuses connections at once and costs nothing.`)
+	f.set(timeoutKey, timeout, fmt.Sprintf(
+		`A memcached that does not answer within %s s is taken for dead and its keys
+go to the others (spec.memcached.clientTimeout; default 3 s): a frozen or
+cut-off controller costs one call %s s, then nothing, until it is tried again.`, timeout, timeout))
+	f.set("memcache_dead_retry", strconv.Itoa(dead), fmt.Sprintf(
+		`A memcached taken for dead is tried again after %d s (spec.memcached.clientDeadRetry;
+default 300 s): one that is back serves its keys again within that, and one
+still gone costs one timed-out call per pooled client every %d s.`, dead, dead))
+	f.set("memcache_pool_connection_get_timeout", "1",
+		`A request waits at most 1 s for a free pooled client (default 10 s).`)
 }

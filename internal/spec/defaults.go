@@ -7,20 +7,27 @@ import (
 
 // Defaults of the engines and of the source document, in one place.
 const (
-	DefaultMemcachedPort      = 11211
-	DefaultMemcachedMemoryMB  = 1024
-	DefaultMemcachedMaxConns  = 4096
-	DefaultDatabasePort       = 3306
-	DefaultSSTMethod          = "mariabackup"
-	DefaultGCacheSize         = "1G"
-	DefaultDBMaxConnections   = 4096
-	DefaultEndpointCheckPort  = 9200
-	DefaultEndpointStatsPort  = 8404
-	DefaultEndpointPeersPort  = 10000
-	DefaultRabbitPort         = 5672
-	DefaultRabbitMgmtPort     = 15672
-	DefaultRabbitDistPort     = 25672
-	DefaultRabbitNetTickTime  = 10 * time.Second
+	DefaultMemcachedPort     = 11211
+	DefaultMemcachedMemoryMB = 1024
+	DefaultMemcachedMaxConns = 4096
+	DefaultDatabasePort      = 3306
+	DefaultSSTMethod         = "mariabackup"
+	DefaultGCacheSize        = "1G"
+	DefaultDBMaxConnections  = 4096
+	DefaultEndpointCheckPort = 9200
+	DefaultEndpointStatsPort = 8404
+	DefaultEndpointPeersPort = 10000
+	DefaultRabbitPort        = 5672
+	DefaultRabbitMgmtPort    = 15672
+	DefaultRabbitDistPort    = 25672
+	DefaultRabbitNetTickTime = 10 * time.Second
+	// Failure detection: see docs/spec.md for what each costs.
+	DefaultGaleraKeepalive    = 500 * time.Millisecond
+	DefaultGaleraSuspect      = 1500 * time.Millisecond
+	DefaultAdvertInterval     = 500 * time.Millisecond
+	DefaultCheckInterval      = 500 * time.Millisecond
+	DefaultCacheClientTimeout = 300 * time.Millisecond
+	DefaultCacheDeadRetry     = 10 * time.Second
 	DefaultRabbitVHost        = "/"
 	DefaultRabbitUser         = "openstack"
 	DefaultMaxLatency         = 2 * time.Millisecond
@@ -75,6 +82,8 @@ func (c *Cluster) ApplyDefaults() {
 	setInt(&m.Port, DefaultMemcachedPort)
 	setInt(&m.MemoryMB, DefaultMemcachedMemoryMB)
 	setInt(&m.MaxConnections, DefaultMemcachedMaxConns)
+	setDuration(&m.ClientTimeout, DefaultCacheClientTimeout)
+	setDuration(&m.ClientDeadRetry, DefaultCacheDeadRetry)
 
 	d := &s.Database
 	setStr(&d.Flavor, FlavorMariaDB)
@@ -83,11 +92,15 @@ func (c *Cluster) ApplyDefaults() {
 	setStr(&d.SSTMethod, DefaultSSTMethod)
 	setStr(&d.GCacheSize, DefaultGCacheSize)
 	setInt(&d.MaxConnections, DefaultDBMaxConnections)
+	setDuration(&d.KeepalivePeriod, DefaultGaleraKeepalive)
+	setDuration(&d.SuspectTimeout, DefaultGaleraSuspect)
 	e := &d.Endpoint
 	setInt(&e.Port, d.Port)
 	setInt(&e.CheckPort, DefaultEndpointCheckPort)
 	setInt(&e.StatsPort, DefaultEndpointStatsPort)
 	setInt(&e.PeersPort, DefaultEndpointPeersPort)
+	setDuration(&e.AdvertInterval, DefaultAdvertInterval)
+	setDuration(&e.CheckInterval, DefaultCheckInterval)
 	if e.VirtualRouterID == 0 {
 		// Stable per cluster, so two hastack clusters on one network are
 		// unlikely to collide; set it explicitly when they do.
@@ -205,4 +218,10 @@ func (c *Cluster) NodeSSH(n Node) (s SSH, ok bool) {
 	setInt(&s.Port, DefaultSSHPort)
 	setStr(&s.KnownHosts, DefaultSSHKnownHosts)
 	return s, true
+}
+
+func setDuration(p *Duration, v time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = v
+	}
 }

@@ -146,17 +146,31 @@ type Memcached struct {
 	Port           int `yaml:"port"`
 	MemoryMB       int `yaml:"memoryMB"`
 	MaxConnections int `yaml:"maxConnections"`
+	// ClientTimeout is how long a service's cache call waits for one
+	// memcached before it treats it as dead (oslo.cache's socket timeout;
+	// keystonemiddleware takes whole seconds, so at least 1 s there).
+	ClientTimeout Duration `yaml:"clientTimeout"`
+	// ClientDeadRetry is how long a service leaves a memcached it found
+	// dead before it tries it again.
+	ClientDeadRetry Duration `yaml:"clientDeadRetry"`
 }
 
 // Database configures the Galera cluster on the controllers and the single
 // endpoint services connect to.
 type Database struct {
-	Flavor         string   `yaml:"flavor"`
-	Port           int      `yaml:"port"`
-	ClusterName    string   `yaml:"clusterName"`
-	SSTMethod      string   `yaml:"sstMethod"`
-	GCacheSize     string   `yaml:"gcacheSize"`
-	MaxConnections int      `yaml:"maxConnections"`
+	Flavor         string `yaml:"flavor"`
+	Port           int    `yaml:"port"`
+	ClusterName    string `yaml:"clusterName"`
+	SSTMethod      string `yaml:"sstMethod"`
+	GCacheSize     string `yaml:"gcacheSize"`
+	MaxConnections int    `yaml:"maxConnections"`
+	// KeepalivePeriod is how often a Galera node that has nothing to send
+	// tells the others it is alive (evs.keepalive_period).
+	KeepalivePeriod Duration `yaml:"keepalivePeriod"`
+	// SuspectTimeout is how long Galera waits without a message from a
+	// node before the others drop it from the cluster
+	// (evs.suspect_timeout). Commits wait meanwhile.
+	SuspectTimeout Duration `yaml:"suspectTimeout"`
 	Endpoint       Endpoint `yaml:"endpoint"`
 }
 
@@ -169,6 +183,13 @@ type Endpoint struct {
 	StatsPort       int    `yaml:"statsPort"`
 	PeersPort       int    `yaml:"peersPort"`
 	VirtualRouterID int    `yaml:"virtualRouterID"`
+	// AdvertInterval is keepalived's VRRP advertisement interval: the
+	// backups take the VIP after about three missed adverts.
+	AdvertInterval Duration `yaml:"advertInterval"`
+	// CheckInterval is how often HAProxy asks each Galera node's health
+	// check, and how long one check may take; two failed checks in a row
+	// mark the node down.
+	CheckInterval Duration `yaml:"checkInterval"`
 }
 
 // RabbitMQ configures the message bus cluster on the controllers.

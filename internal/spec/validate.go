@@ -288,6 +288,7 @@ func (c *Cluster) validateEngines(v *validator, nets map[string]netip.Prefix) {
 	if d.MaxConnections < 10 {
 		v.errf("spec.database.maxConnections", "%d is too low for OpenStack services (each worker holds a pool)", d.MaxConnections)
 	}
+	validateTimings(v, &s)
 	e := d.Endpoint
 	vip, err := netip.ParseAddr(e.VIP)
 	switch {
@@ -455,5 +456,54 @@ func validateSSHBlock(v *validator, p string, b SSH) {
 	}
 	if b.AcceptsNewHostKeys() {
 		v.warnf(p+".acceptNewHostKeys", "a host whose key is not in knownHosts yet is trusted on first use and recorded: whoever answers at its address then is trusted for good; prefer recording the keys beforehand (ssh-keyscan, checked against the hosts' consoles)")
+	}
+}
+
+// validateTimings refuses failure-detection timings that cannot work. The
+// limits are the engines' own (Galera's keepalive must fit several times in
+// its suspect timeout, VRRPv3 counts in centiseconds) or plain sense (a
+// timeout of 0 waits for ever or not at all).
+func validateTimings(v *validator, s *ClusterSpec) {
+	d := s.Database
+	ka, su := d.KeepalivePeriod.Duration, d.SuspectTimeout.Duration
+	switch {
+	case ka < 100*time.Millisecond:
+		v.errf("spec.database.keepalivePeriod", "%s is below 100ms: Galera would spend its time on keepalives", ka)
+	case su < 2*ka:
+		v.errf("spec.database.suspectTimeout", "%s is less than twice spec.database.keepalivePeriod (%s): one late keepalive would evict a healthy node; make it at least %s", su, ka, 2*ka)
+	case su > time.Minute:
+		v.errf("spec.database.suspectTimeout", "%s is over a minute: every commit waits that long when a node hangs", su)
+	}
+	e := d.Endpoint
+	switch a := e.AdvertInterval.Duration; {
+	case a < 10*time.Millisecond:
+		v.errf("spec.database.endpoint.advertInterval", "%s is below 10ms, the smallest VRRPv3 interval (it counts in centiseconds)", a)
+	case a%(10*time.Millisecond) != 0:
+		v.errf("spec.database.endpoint.advertInterval", "%s is not a whole number of centiseconds (VRRPv3 counts in 10ms steps)", a)
+	case a > 40950*time.Millisecond:
+		v.errf("spec.database.endpoint.advertInterval", "%s is over 40.95s, the largest VRRPv3 interval", a)
+	case a < 100*time.Millisecond:
+		v.warnf("spec.database.endpoint.advertInterval", "%s: keepalived must be scheduled within %s, or a busy controller loses the VIP for nothing", a, 3*a)
+	}
+	switch c := e.CheckInterval.Duration; {
+	case c < 100*time.Millisecond:
+		v.errf("spec.database.endpoint.checkInterval", "%s is below 100ms: the health check itself needs that long to ask Galera", c)
+	case c%time.Millisecond != 0:
+		v.errf("spec.database.endpoint.checkInterval", "%s: HAProxy counts in whole milliseconds", c)
+	}
+	m := s.Memcached
+	switch t := m.ClientTimeout.Duration; {
+	case t <= 0:
+		v.errf("spec.memcached.clientTimeout", "%s: a cache call needs a timeout above 0", t)
+	case t < 50*time.Millisecond:
+		v.errf("spec.memcached.clientTimeout", "%s is below 50ms: a healthy memcached under load would be taken for dead", t)
+	case t > 5*time.Second:
+		v.warnf("spec.memcached.clientTimeout", "%s: every request that meets a frozen memcached stalls that long", t)
+	}
+	switch r := m.ClientDeadRetry.Duration; {
+	case r < time.Second || r%time.Second != 0:
+		v.errf("spec.memcached.clientDeadRetry", "%s must be a whole number of seconds, at least 1s (oslo.cache counts in seconds)", r)
+	case r > 5*time.Minute:
+		v.warnf("spec.memcached.clientDeadRetry", "%s: a memcached that is back serves its share of the keys only that long after", r)
 	}
 }

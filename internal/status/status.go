@@ -188,9 +188,8 @@ func Collect(ctx context.Context, t Target) Report {
 
 func hostPort(addr string, port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 
-// probeRabbit asks the management API of the first controller that
-// answers: each node's view of the cluster is the same, and asking one
-// keeps status fast.
+// probeRabbit asks the management API of every controller at once and
+// takes one answer for the cluster (see speaker).
 func probeRabbit(ctx context.Context, t Target) rabbitmq.Status {
 	c := t.Cluster
 	var expected []string
@@ -220,10 +219,30 @@ func probeRabbit(ctx context.Context, t Target) rabbitmq.Status {
 		}()
 	}
 	wg.Wait()
-	for i := range ctls {
-		if errs[i] == nil {
-			return sts[i]
+	return speaker(sts, errs)
+}
+
+// speaker picks the answer that speaks for the cluster: the first, in spec
+// order, from a node that sees no partition itself. A node on the wrong
+// side of a partition (one thawed after a freeze) reports its healthy peers
+// as not running; the nodes that kept the cluster going see it as it is.
+func speaker(sts []rabbitmq.Status, errs []error) rabbitmq.Status {
+	first := -1
+	for i := range sts {
+		if errs[i] != nil {
+			continue
 		}
+		if first < 0 {
+			first = i
+		}
+		for _, ns := range sts[i].Nodes {
+			if ns.Name == sts[i].AnsweredBy && ns.Running && len(ns.Partitions) == 0 {
+				return sts[i]
+			}
+		}
+	}
+	if first >= 0 {
+		return sts[first]
 	}
 	return sts[len(sts)-1]
 }

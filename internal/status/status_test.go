@@ -117,3 +117,34 @@ func TestJudge(t *testing.T) {
 		})
 	}
 }
+
+// TestSpeaker: a node on the wrong side of a partition (thawed after a
+// freeze) reports its peers not running; the view of a node that sees no
+// partition speaks for the cluster instead.
+func TestSpeaker(t *testing.T) {
+	view := func(by string, partitioned bool) rabbitmq.Status {
+		st := rabbitmq.Status{AnsweredBy: by}
+		for _, n := range []string{"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"} {
+			ns := rabbitmq.NodeStatus{Name: n, Running: true}
+			if partitioned && n == by {
+				ns.Partitions = []string{"rabbit@ctl2", "rabbit@ctl3"}
+			} else if partitioned {
+				ns.Running = false
+			}
+			st.Nodes = append(st.Nodes, ns)
+		}
+		return st
+	}
+	sts := []rabbitmq.Status{view("rabbit@ctl1", true), view("rabbit@ctl2", false), view("rabbit@ctl3", false)}
+	if got := speaker(sts, make([]error, 3)); got.AnsweredBy != "rabbit@ctl2" {
+		t.Errorf("speaker: %s, want rabbit@ctl2 (the first that sees no partition)", got.AnsweredBy)
+	}
+	errs := []error{nil, errors.New("down"), errors.New("down")}
+	if got := speaker(sts, errs); got.AnsweredBy != "rabbit@ctl1" {
+		t.Errorf("speaker with only the partitioned node answering: %s, want its view", got.AnsweredBy)
+	}
+	errs = []error{errors.New("down"), nil, nil}
+	if got := speaker(sts, errs); got.AnsweredBy != "rabbit@ctl2" {
+		t.Errorf("speaker with ctl1 silent: %s", got.AnsweredBy)
+	}
+}

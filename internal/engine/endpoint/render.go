@@ -5,7 +5,9 @@ package endpoint
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/secrets"
@@ -64,17 +66,24 @@ global
 
 defaults
     mode tcp
-    timeout connect 3s
+    # A controller on the management network answers a connect within
+    # milliseconds; one that hangs or vanished never does. A client whose
+    # connect to a dead server fails is sent to the next one (redispatch).
+    timeout connect 1s
+    retries 2
+    option redispatch 1
     # Pooled database connections sit idle between requests; OpenStack
     # recycles them after an hour, so HAProxy must not cut them sooner.
     timeout client 3600s
     timeout server 3600s
-    timeout check 2s
+    # A health check that has not answered within one check interval counts
+    # as failed: a frozen node accepts the connection and never answers.
+    timeout check %[4]s
 
 # The controllers' HAProxies share which Galera node takes writes, so that a
 # move of the VIP does not move the writes too.
 peers hastack
-`, c.Spec.Database.MaxConnections, AdminSocket, n.Name)
+`, c.Spec.Database.MaxConnections, AdminSocket, n.Name, haproxyDuration(e.CheckInterval.Duration))
 	for _, o := range c.Controllers() {
 		fmt.Fprintf(&b, "    peer %s %s:%d\n", o.Name, o.Address, e.PeersPort)
 	}
@@ -93,10 +102,15 @@ listen %[1]s
     # refuse queries.
     option httpchk GET /
     http-check expect status 200
-    # A node marked down has its connections cut at once, so clients
-    # reconnect to the new writer instead of hanging on a dead one.
-    default-server check port %[4]d inter 1s fall 2 rise 3 on-marked-down shutdown-sessions
-`, Backend, e.VIP, e.Port, e.CheckPort)
+    # Checked every %[5]s (spec.database.endpoint.checkInterval), and at
+    # twice that rate once a check has failed: two failures in a row mark a
+    # node down, within about %[7]s of it hanging (HAProxy's defaults, 2 s
+    # and 3 failures, take 6 s or more). A node marked down has its
+    # connections cut at once, so clients reconnect to the new writer
+    # instead of hanging on a dead one.
+    default-server check port %[4]d inter %[5]s fastinter %[6]s downinter 1s fall 2 rise 3 on-marked-down shutdown-sessions
+`, Backend, e.VIP, e.Port, e.CheckPort, haproxyDuration(e.CheckInterval.Duration), haproxyDuration(e.CheckInterval.Duration/2),
+		e.CheckInterval.Duration*7/2)
 	for _, o := range c.Controllers() {
 		fmt.Fprintf(&b, "    server %s %s:%d\n", o.Name, o.Address, c.Spec.Database.Port)
 	}
@@ -136,6 +150,8 @@ global_defs {
     router_id %[1]s
     enable_script_security
     script_user root
+    # VRRPv3: advertisement intervals below a second (in centiseconds).
+    vrrp_version 3
 }
 
 # The VIP follows a working HAProxy: a controller whose HAProxy is gone
@@ -155,7 +171,17 @@ vrrp_instance database_vip {
     interface %[2]s
     virtual_router_id %[3]d
     priority %[4]d
-    advert_int 1
+    # A backup takes the VIP after three adverts are missed plus a skew
+    # (lower priorities wait longer): about %[8]s here
+    # (spec.database.endpoint.advertInterval; keepalived's default, 1 s,
+    # takes about 3.5 s).
+    advert_int %[9]s
+    # After a cut heals, two nodes held the VIP for a while and clients may
+    # have learnt the wrong one's MAC address. The master announces the VIP
+    # again every 5 s, and at once when it hears a node of lower priority
+    # that still claims it, so stale ARP entries last seconds, not minutes.
+    garp_master_refresh 5
+    garp_lower_prio_repeat 1
 %[5]s    virtual_ipaddress {
         %[6]s%[7]s dev %[2]s
     }
@@ -163,5 +189,15 @@ vrrp_instance database_vip {
         haproxy_alive
     }
 }
-`, n.Name, ifname, e.VirtualRouterID, priority, unicast, e.VIP, prefix)
+`, n.Name, ifname, e.VirtualRouterID, priority, unicast, e.VIP, prefix,
+		(3*e.AdvertInterval.Duration+e.AdvertInterval.Duration*time.Duration(256-priority)/256).Round(10*time.Millisecond),
+		strconv.FormatFloat(e.AdvertInterval.Seconds(), 'f', -1, 64))
+}
+
+// haproxyDuration writes a duration in HAProxy's syntax (whole ms).
+func haproxyDuration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 }
