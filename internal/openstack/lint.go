@@ -549,14 +549,14 @@ func (l *linter) messaging() {
 	}
 
 	hb, hbLine, set := l.numberValue("oslo_messaging_rabbit", "heartbeat_timeout_threshold", 60)
-	fix := "heartbeat_timeout_threshold = 10, with RabbitMQ's net_ticktime about as long"
+	fix := fmt.Sprintf("heartbeat_timeout_threshold = %d or less, with RabbitMQ's net_ticktime about as long", maxHeartbeat)
 	if c := l.o.Cluster; c != nil {
-		fix = fmt.Sprintf("heartbeat_timeout_threshold = %d (cluster %s's net_ticktime is %s)", HeartbeatThreshold(c), c.Metadata.Name, c.Spec.RabbitMQ.NetTickTime.Duration)
+		fix = fmt.Sprintf("heartbeat_timeout_threshold = %d (cluster %s's clientHeartbeat; its net_ticktime is %s)", HeartbeatThreshold(c), c.Metadata.Name, c.Spec.RabbitMQ.NetTickTime.Duration)
 	}
 	switch {
 	case hb <= 0:
 		l.add(hbLine, Error, "heartbeat_timeout_threshold = 0 turns heartbeats off: a frozen or cut-off broker is noticed only when TCP gives up, many minutes later", fix)
-	case 2*hb >= 60:
+	case hb > maxHeartbeat:
 		what := fmt.Sprintf("heartbeat_timeout_threshold = %g", hb)
 		line := hbLine
 		if !set {
@@ -566,7 +566,7 @@ func (l *linter) messaging() {
 				line = tuLine
 			}
 		}
-		l.add(line, Warning, fmt.Sprintf("%s: a frozen or cut-off broker is given up after two heartbeat intervals without a frame, %g s, and calls stall meanwhile", what, 2*hb), fix)
+		l.add(line, Warning, fmt.Sprintf("%s: a frozen or cut-off broker is given up after two heartbeat intervals without a frame, %g s, and calls stall meanwhile (the bound is %d s)", what, 2*hb, 2*maxHeartbeat), fix)
 	}
 }
 
@@ -583,6 +583,9 @@ func lineOr(line, def int) int {
 const (
 	maxCacheTimeout   = 0.5
 	maxCacheDeadRetry = 30
+	// maxHeartbeat: a broker that hangs is given up within 10 s (twice the
+	// threshold), the RPC bound.
+	maxHeartbeat = 5
 )
 
 // unboundedBackends have no socket timeout a service can set, so a memcached

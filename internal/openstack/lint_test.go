@@ -96,7 +96,7 @@ func TestLintBadInput(t *testing.T) {
 		"empty":       {},
 		"latin1":      []byte("[DEFAULT]\ntransport_url = caf\xe9\n"),
 		"only-spaces": []byte("   \n\t\n"),
-		"crlf":        []byte("[DEFAULT]\r\ntransport_url = rabbit://a:b@h1:5672,a:b@h2:5672/\r\n[oslo_messaging_rabbit]\r\nheartbeat_timeout_threshold = 10\r\nkombu_reconnect_delay = 0.1\r\n"),
+		"crlf":        []byte("[DEFAULT]\r\ntransport_url = rabbit://a:b@h1:5672,a:b@h2:5672/\r\n[oslo_messaging_rabbit]\r\nheartbeat_timeout_threshold = 4\r\nkombu_reconnect_delay = 0.1\r\n"),
 		"bad-url":     []byte("[DEFAULT]\ntransport_url = rabbit://h1:notaport/\n"),
 		"bad-number":  []byte("[DEFAULT]\ntransport_url = rabbit://h1,h2/\n[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = ten\n"),
 		"bad-db-url":  []byte("[DEFAULT]\ntransport_url = rabbit://h1,h2/\n[database]\nconnection = ://nope\n"),

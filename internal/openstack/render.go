@@ -94,11 +94,6 @@ const (
 	retryBackoff   = 1   // s added per failed attempt
 	intervalMax    = 10  // s, the longest wait between attempts
 	heartbeatRate  = 3
-	// minHeartbeat is the lowest heartbeat threshold written: below it,
-	// a busy eventlet service that misses a few heartbeat ticks is cut off
-	// from a healthy broker.
-	minHeartbeat = 10
-	maxHeartbeat = 20
 	// recycleTime stays below the endpoint's HAProxy 'timeout client' and
 	// 'timeout server' (3600 s), which cut a connection idle that long.
 	recycleTime     = 3000
@@ -112,11 +107,9 @@ const (
 const CacheBackend = "oslo_cache.memcache_pool"
 
 // HeartbeatThreshold is the heartbeat_timeout_threshold written for a
-// cluster: its RabbitMQ net_ticktime, kept between minHeartbeat and
-// maxHeartbeat seconds so that a dead broker is always given up within 40 s.
+// cluster: its spec.rabbitmq.clientHeartbeat, in seconds.
 func HeartbeatThreshold(c *spec.Cluster) int {
-	t := int(math.Ceil(c.Spec.RabbitMQ.NetTickTime.Seconds()))
-	return min(max(t, minHeartbeat), maxHeartbeat)
+	return int(c.Spec.RabbitMQ.ClientHeartbeat.Seconds())
 }
 
 // Render returns one config per service, at openstack/<service>.conf. The
@@ -233,10 +226,11 @@ attempt goes to the next node of the list, never the same dead node again
 	hb := HeartbeatThreshold(c)
 	f.set("heartbeat_timeout_threshold", strconv.Itoa(hb), fmt.Sprintf(
 		`A broker that is frozen or cut off (no TCP reset arrives) is given up after
-two heartbeat intervals without a frame: <= %d s here, up to 120 s with the
-default 60. The other nodes drop such a node after the cluster's net_ticktime
-(%s); the two are set together so that a client reconnects to a cluster
-that no longer waits for the lost node.`, 2*hb, r.NetTickTime.Duration))
+two heartbeat intervals without a frame: %d s here (spec.rabbitmq.clientHeartbeat),
+120 s with the default 60. The other brokers drop such a node after the
+cluster's net_ticktime (%s), so a client that reconnects finds a cluster that
+no longer waits for the lost node. The cost: a service whose eventlet hub is
+blocked for %d s misses its own heartbeats and reconnects.`, 2*hb, r.NetTickTime.Duration, 2*hb))
 	f.set("heartbeat_rate", strconv.Itoa(heartbeatRate), fmt.Sprintf(
 		`The heartbeat thread wakes every threshold/rate/2 s (%.1f s here), so a
 heartbeat frame is never sent late.%s`, float64(hb)/heartbeatRate/2, map[bool]string{true: " zed's default is 2; later releases made it 3.", false: ""}[release == Zed]))

@@ -178,17 +178,10 @@ func TestTransportURLVHost(t *testing.T) {
 	}
 }
 
-func TestHeartbeatFollowsNetTickTime(t *testing.T) {
+func TestHeartbeatFollowsSpec(t *testing.T) {
 	c := loadSpec(t, "testdata/mirrored.yaml")
-	if got := HeartbeatThreshold(c); got != maxHeartbeat {
-		t.Errorf("net_ticktime 30s: threshold %d, want the ceiling %d", got, maxHeartbeat)
-	}
-	c.Spec.RabbitMQ.NetTickTime.Duration = 15e9
-	if got := HeartbeatThreshold(c); got != 15 {
-		t.Errorf("net_ticktime 15s: threshold %d, want 15", got)
-	}
-	c.Spec.RabbitMQ.NetTickTime.Duration = 2e9
-	if got := HeartbeatThreshold(c); got != minHeartbeat {
-		t.Errorf("net_ticktime 2s: threshold %d, want the floor %d", got, minHeartbeat)
+	c.Spec.RabbitMQ.ClientHeartbeat.Duration = 7e9
+	if got := HeartbeatThreshold(c); got != 7 {
+		t.Errorf("clientHeartbeat 7s: threshold %d, want 7", got)
 	}
 }

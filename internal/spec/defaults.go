@@ -20,7 +20,8 @@ const (
 	DefaultRabbitPort        = 5672
 	DefaultRabbitMgmtPort    = 15672
 	DefaultRabbitDistPort    = 25672
-	DefaultRabbitNetTickTime = 10 * time.Second
+	DefaultRabbitNetTickTime = 5 * time.Second
+	DefaultClientHeartbeat   = 4 * time.Second
 	// Failure detection: see docs/spec.md for what each costs.
 	DefaultGaleraKeepalive    = 500 * time.Millisecond
 	DefaultGaleraSuspect      = 1500 * time.Millisecond
@@ -117,9 +118,8 @@ func (c *Cluster) ApplyDefaults() {
 	if r.PartitionHandling == "" {
 		r.PartitionHandling = DefaultPartitionHandling(len(c.Controllers()))
 	}
-	if r.NetTickTime.Duration == 0 {
-		r.NetTickTime.Duration = DefaultRabbitNetTickTime
-	}
+	setDuration(&r.NetTickTime, DefaultRabbitNetTickTime)
+	setDuration(&r.ClientHeartbeat, DefaultClientHeartbeat)
 	setStr(&r.VHost, DefaultRabbitVHost)
 	setStr(&r.User, DefaultRabbitUser)
 
@@ -221,7 +221,7 @@ func (c *Cluster) NodeSSH(n Node) (s SSH, ok bool) {
 }
 
 func setDuration(p *Duration, v time.Duration) {
-	if p.Duration == 0 {
+	if p.Duration == 0 && !p.explicit {
 		p.Duration = v
 	}
 }

@@ -131,6 +131,11 @@ spec:
     port: 11211
     memoryMB: {{if .O.Lab}}64{{else}}1024{{end}}
     maxConnections: 4096
+    # How long a service's cache call waits for a memcached before it takes
+    # it for dead (library default 3s), and when it tries a dead one again
+    # (default 300s). See docs/spec.md for what each costs.
+    clientTimeout: 300ms
+    clientDeadRetry: 10s
 
   database:
     flavor: mariadb            # galera-mysql and percona-xtradb: not supported yet
@@ -138,17 +143,24 @@ spec:
     sstMethod: mariabackup     # a donor keeps serving during a full transfer (rsync blocks it)
     gcacheSize: {{if .O.Lab}}128M{{else}}1G{{end}}           # sized so a node that was briefly down rejoins by IST, not a full copy
     maxConnections: 4096
+    # A node that hangs or vanishes is dropped after suspectTimeout; every
+    # commit waits that long (Galera's defaults: 1s and 5s).
+    keepalivePeriod: 500ms
+    suspectTimeout: 1500ms
     # The one database address services use: HAProxy on every controller sends
     # all writes to one Synced node, behind a keepalived virtual IP.
     endpoint:
       vip: {{.VIP}}
       port: 3306
+      advertInterval: 500ms    # the VIP moves after ~3 missed adverts (keepalived's default: 1s)
+      checkInterval: 500ms     # HAProxy marks a hung node down in ~3.5 intervals (default: 2s, 3 falls)
 
   rabbitmq:
     port: 5672
     queueType: quorum          # or 'mirrored': the document's classic mirrored queues
     partitionHandling: {{.Partition}}
-    netTickTime: 10s           # a frozen node leaves the cluster in ~10s, not the default 60s
+    netTickTime: 5s            # a frozen node leaves the cluster in ~5s, not the default 60s
+    clientHeartbeat: 4s        # services give up a silent broker after 2x this (library default 60s)
     vhost: /
     user: openstack
 

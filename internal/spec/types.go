@@ -200,8 +200,12 @@ type RabbitMQ struct {
 	QueueType         string   `yaml:"queueType"`
 	PartitionHandling string   `yaml:"partitionHandling"`
 	NetTickTime       Duration `yaml:"netTickTime"`
-	VHost             string   `yaml:"vhost"`
-	User              string   `yaml:"user"`
+	// ClientHeartbeat is the services' heartbeat_timeout_threshold: a
+	// broker that sends nothing for twice this long (frozen, cut off) is
+	// given up and the next one used.
+	ClientHeartbeat Duration `yaml:"clientHeartbeat"`
+	VHost           string   `yaml:"vhost"`
+	User            string   `yaml:"user"`
 }
 
 // OpenStack describes the services that use the shared layer: the release
@@ -228,8 +232,13 @@ type Minimums struct {
 	NICs     int `yaml:"nics"`
 }
 
-// Duration is a time.Duration written as "2ms", "10s" in YAML.
-type Duration struct{ time.Duration }
+// Duration is a time.Duration written as "2ms", "10s" in YAML. explicit
+// records that the spec wrote it, so that a written 0 is refused rather
+// than taken for "unset" and given the default.
+type Duration struct {
+	time.Duration
+	explicit bool
+}
 
 // UnmarshalYAML accepts Go duration syntax.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
@@ -241,7 +250,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a duration (write e.g. 2ms, 10s)", s)
 	}
-	d.Duration = v
+	d.Duration, d.explicit = v, true
 	return nil
 }
 

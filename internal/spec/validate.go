@@ -332,6 +332,14 @@ func (c *Cluster) validateEngines(v *validator, nets map[string]netip.Prefix) {
 	} else if t < 5*time.Second {
 		v.warnf("spec.rabbitmq.netTickTime", "%s is below 5s: short network hiccups will look like partitions", t)
 	}
+	switch hb := r.ClientHeartbeat.Duration; {
+	case hb < time.Second || hb%time.Second != 0:
+		v.errf("spec.rabbitmq.clientHeartbeat", "%s must be a whole number of seconds, at least 1s (oslo.messaging counts in seconds; 0 turns heartbeats off)", hb)
+	case hb < 3*time.Second:
+		v.warnf("spec.rabbitmq.clientHeartbeat", "%s: a service whose eventlet hub is busy for %s misses its heartbeats and is cut off a healthy broker", hb, 2*hb)
+	case hb > 30*time.Second:
+		v.warnf("spec.rabbitmq.clientHeartbeat", "%s: a frozen or cut-off broker is given up only after %s, and calls stall meanwhile", hb, 2*hb)
+	}
 	if !vhostChars.MatchString(r.VHost) {
 		v.errf("spec.rabbitmq.vhost", "%q: use letters, digits, '_', '.', '-' and an optional leading '/'", r.VHost)
 	}

@@ -48,6 +48,9 @@ type facts struct {
 	// members; it is only asked when the service runs.
 	apiErr  error
 	members []clusterNode
+	// statsDead: the broker runs but its management statistics process
+	// does not (statsStep).
+	statsDead bool
 }
 
 func (f *facts) answers() bool { return f.running && f.apiErr == nil }
@@ -148,7 +151,24 @@ func gather(ctx context.Context, e *env, f *facts) error {
 	if f.running {
 		f.members, f.apiErr = e.api(f.n).nodes(ctx)
 	}
+	if f.apiErr == nil && f.running && !f.ownStats() {
+		// No statistics of this node: just started, or its statistics
+		// process is dead (see statsStep). Only the node can tell.
+		res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "whereis(rabbit_mgmt_external_stats)."}})
+		f.statsDead = err == nil && strings.TrimSpace(string(res.Stdout)) == "undefined"
+	}
 	return nil
+}
+
+// ownStats reports whether the management API shows this node's own
+// statistics (its partitions field is only there once they came in).
+func (f *facts) ownStats() bool {
+	for _, m := range f.members {
+		if m.Name == NodeName(f.n) {
+			return m.Partitions != nil
+		}
+	}
+	return true // not a member: other steps deal with that
 }
 
 // erlangAtoms reads a list of atoms as RabbitMQ writes it, e.g.

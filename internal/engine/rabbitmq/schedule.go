@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"maps"
+	"slices"
 
 	"github.com/hastack/hastack/internal/plan"
 )
@@ -100,6 +101,19 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			touched = append(touched, f)
 			wave++
 		}
+	}
+
+	// A broker whose statistics died gets its management agent back
+	// (not restarted itself), unless it was just (re)started anyway.
+	agents := false
+	for _, f := range all {
+		if f.statsDead && !slices.Contains(touched, f) {
+			steps = append(steps, statsStep(e, f, wave))
+			agents = true
+		}
+	}
+	if agents {
+		wave++
 	}
 
 	// The closing check runs after any start or wait, through the node

@@ -527,3 +527,37 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
+
+// statsStep restarts the management agent of a broker whose statistics
+// process died. RabbitMQ 3.10 crashes it when a peer reconnects while its
+// old distribution connection is still open (rabbit_net:dist_info, "no case
+// clause matching [#Port<..>,#Port<..>]"; seen after a node was cut off or
+// frozen and came back), and the agent's supervisor gives up after a few
+// tries. The broker keeps working, but its partitions, alarms and memory
+// can no longer be seen, so status cannot vouch for it. Restarting the
+// agent application brings them back without touching queues or clients.
+func statsStep(e *env, f *facts, wave int) plan.Step {
+	action := fmt.Sprintf("restart the management agent on %s: its statistics process died (a RabbitMQ 3.10 crash after a peer reconnected), so its partitions and alarms cannot be seen; the broker and its clients are not touched", NodeName(f.n))
+	return plan.Step{Host: f.n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		const restart = "application:stop(rabbitmq_management_agent), application:start(rabbitmq_management_agent)."
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", restart}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: restarting the management agent: %w", f.n.Name, err)
+		}
+		api := e.api(f.n)
+		return plan.WaitFor(ctx, NodeName(f.n)+"'s statistics back", time.Minute, func(ctx context.Context) (bool, string) {
+			members, err := api.nodes(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			g := *f
+			g.members = members
+			if !g.ownStats() {
+				return false, "no statistics of " + NodeName(f.n) + " yet"
+			}
+			return true, ""
+		})
+	}}
+}

@@ -537,6 +537,7 @@ func testEnv(t *testing.T, c *spec.Cluster) *env {
 // nodeState is a controller's facts in a few words.
 type nodeState struct {
 	running, answers, hasData bool
+	statsDead                 bool
 	changed                   []string // files whose content differs
 	apiErr                    error    // when running and not answering; default: connection refused
 }
@@ -550,7 +551,7 @@ func testFacts(t *testing.T, e *env, states map[string]nodeState) []*facts {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData}
+		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData, statsDead: st.statsDead}
 		for _, p := range st.changed {
 			i := slices.IndexFunc(files, func(f engine.File) bool { return f.Path == p })
 			if i < 0 {
@@ -634,6 +635,12 @@ func TestSchedule(t *testing.T) {
 		{"a broker still booting is waited for, not restarted",
 			map[string]nodeState{"ctl1": {running: true, hasData: true}, "ctl2": healthy, "ctl3": healthy},
 			[]string{"1 ctl1 wait until rabbit@ctl1 answers", "2 ctl1 check the cluster"}},
+		{"a broker whose statistics died gets its management agent back, nothing restarted",
+			map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, answers: true, hasData: true, statsDead: true}, "ctl3": healthy},
+			[]string{"2 ctl2 restart the management agent on rabbit@ctl2"}},
+		{"a broker restarted anyway needs no separate agent restart",
+			map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {running: true, answers: true, hasData: true, statsDead: true, changed: []string{ConfigPath}}},
+			[]string{"0 ctl3 write", "2 ctl3 restart", "3 ctl3 check the cluster"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := testEnv(t, c)
