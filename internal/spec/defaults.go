@@ -7,36 +7,45 @@ import (
 
 // Defaults of the engines and of the source document, in one place.
 const (
-	DefaultMemcachedPort      = 11211
-	DefaultMemcachedMemoryMB  = 1024
-	DefaultMemcachedMaxConns  = 4096
-	DefaultDatabasePort       = 3306
-	DefaultSSTMethod          = "mariabackup"
-	DefaultGCacheSize         = "1G"
-	DefaultDBMaxConnections   = 4096
-	DefaultEndpointCheckPort  = 9200
-	DefaultEndpointStatsPort  = 8404
-	DefaultEndpointPeersPort  = 10000
-	DefaultRabbitPort         = 5672
-	DefaultRabbitMgmtPort     = 15672
-	DefaultRabbitDistPort     = 25672
-	DefaultRabbitNetTickTime  = 10 * time.Second
-	DefaultRabbitVHost        = "/"
-	DefaultRabbitUser         = "openstack"
-	DefaultMaxLatency         = 2 * time.Millisecond
-	DefaultMaxClockOffset     = 50 * time.Millisecond
-	DefaultManagementIfName   = "eth0"
-	GaleraReplicationPort     = 4567
-	GaleraISTPort             = 4568
-	GaleraSSTPort             = 4444
-	NTPPort                   = 123
-	defaultControllerCores    = 4
-	defaultControllerMemoryGB = 12
-	defaultControllerDiskGB   = 120
-	defaultComputeCores       = 8
-	defaultComputeMemoryGB    = 12
-	defaultComputeDiskGB      = 120
-	defaultNICs               = 2
+	DefaultMemcachedPort     = 11211
+	DefaultMemcachedMemoryMB = 1024
+	DefaultMemcachedMaxConns = 4096
+	DefaultDatabasePort      = 3306
+	DefaultSSTMethod         = "mariabackup"
+	DefaultGCacheSize        = "1G"
+	DefaultDBMaxConnections  = 4096
+	DefaultEndpointCheckPort = 9200
+	DefaultEndpointStatsPort = 8404
+	DefaultEndpointPeersPort = 10000
+	DefaultRabbitPort        = 5672
+	DefaultRabbitMgmtPort    = 15672
+	DefaultRabbitDistPort    = 25672
+	DefaultRabbitNetTickTime = 10 * time.Second
+	DefaultRabbitVHost       = "/"
+	DefaultRabbitUser        = "openstack"
+	DefaultMaxLatency        = 2 * time.Millisecond
+	DefaultMaxClockOffset    = 50 * time.Millisecond
+	DefaultManagementIfName  = "eth0"
+	// The drill's targets: issue 15's, for a hung or vanished controller.
+	DefaultDrillDBWindow          = 3 * time.Second
+	DefaultDrillMQWindow          = 10 * time.Second
+	DefaultDrillRPCWindow         = 10 * time.Second
+	DefaultDrillRPCKillMQWindow   = 1 * time.Second
+	DefaultDrillCacheWorstCall    = 500 * time.Millisecond
+	DefaultDrillCacheMissedPoints = 5.0
+	DefaultDrillCacheServedAgain  = 30 * time.Second
+	DefaultDrillHealthyAfter      = 90 * time.Second
+	GaleraReplicationPort         = 4567
+	GaleraISTPort                 = 4568
+	GaleraSSTPort                 = 4444
+	NTPPort                       = 123
+	defaultControllerCores        = 4
+	defaultControllerMemoryGB     = 12
+	defaultControllerDiskGB       = 120
+	defaultComputeCores           = 8
+	defaultComputeMemoryGB        = 12
+	defaultComputeDiskGB          = 120
+	defaultNICs                   = 2
 )
 
 // OpenStack releases whose option names hastack knows: "zed" is the one
@@ -120,6 +129,26 @@ func (c *Cluster) ApplyDefaults() {
 	}
 	if q.MaxClockOffset.Duration == 0 {
 		q.MaxClockOffset.Duration = DefaultMaxClockOffset
+	}
+
+	t := &s.Drill.Targets
+	setDur(&t.DB.Window, DefaultDrillDBWindow)
+	setDur(&t.MQ.Window, DefaultDrillMQWindow)
+	setDur(&t.RPC.Window, DefaultDrillRPCWindow)
+	setDur(&t.RPC.KillMQWindow, DefaultDrillRPCKillMQWindow)
+	setDur(&t.Cache.WorstCall, DefaultDrillCacheWorstCall)
+	if t.Cache.MissedExtraPoints == nil {
+		v := DefaultDrillCacheMissedPoints
+		t.Cache.MissedExtraPoints = &v
+	}
+	setDur(&t.Cache.ServedAgainWithin, DefaultDrillCacheServedAgain)
+	setDur(&t.HealthyAfter, DefaultDrillHealthyAfter)
+}
+
+// setDur fills a duration left out of the spec.
+func setDur(p **Duration, v time.Duration) {
+	if *p == nil {
+		*p = &Duration{v}
 	}
 }
 
