@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -103,7 +104,13 @@ func newDrillReport(s Streams) *cobra.Command {
 			for _, r := range recs {
 				seen[r.Scenario]++
 				repeated = repeated || seen[r.Scenario] > 1
-				sr := hadrill.Build(r, hadrill.DefaultTargets())
+				// Judged by the targets the run was held to (recorded),
+				// else the defaults.
+				tg := hadrill.DefaultTargets()
+				if r.Targets != nil {
+					tg = *r.Targets
+				}
+				sr := hadrill.Build(r, tg)
 				sr.Run = seen[r.Scenario]
 				rep.Scenarios = append(rep.Scenarios, sr)
 			}
@@ -147,6 +154,7 @@ type drillFlags struct {
 	hold, baseline                time.Duration
 	repeat                        int
 	all, yes, clientDefaults      bool
+	skipOpenStack                 bool
 }
 
 func newDrillRun(s Streams) *cobra.Command {
@@ -170,6 +178,7 @@ func newDrillRun(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&f.reportDir, "report", "", "write an HTML report (index.html) and the raw timelines (timelines.json) into this folder")
 	cmd.Flags().BoolVar(&f.all, "all", false, "run every scenario")
 	cmd.Flags().BoolVar(&f.yes, "yes", false, "on hosts that are not a lab: break them anyway")
+	cmd.Flags().BoolVar(&f.skipOpenStack, "skip-openstack", false, "run without the rpc and cache workloads (the OpenStack client libraries): they are reported not measured; without it a drill refuses when the libraries do not load")
 	cmd.Flags().BoolVar(&f.clientDefaults, "client-defaults", false, "configure the rpc and cache workloads with the libraries' defaults (only the spec's endpoints, the same queue type and cache backend) instead of the rendered service files, for comparison")
 	return cmd
 }
@@ -222,6 +231,21 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			isLab = false
 		}
 	}
+	if !isLab {
+		var kept []string
+		for _, n := range names {
+			sc, _ := hadrill.Find(n)
+			switch {
+			case sc.LabOnly == "":
+				kept = append(kept, n)
+			case f.all:
+				fmt.Fprintf(s.Err, "%s: left out of --all on hosts that are not a lab: %s\n", n, sc.LabOnly)
+			default:
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %s on cluster %q: %s (nothing was broken)", n, c.Metadata.Name, sc.LabOnly)}
+			}
+		}
+		names = kept
+	}
 	if !isLab && !f.yes {
 		var b strings.Builder
 		for _, n := range names {
@@ -241,6 +265,13 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		}
 	}
 	first := c.Controllers()[0].Name
+	var skipped map[string]string
+	if f.skipOpenStack {
+		why := "not measured: --skip-openstack"
+		skipped = map[string]string{"rpc": why, "cache": why}
+	} else if why := osloMissing(ctx, t, c, names); why != "" {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %s; give --skip-openstack to run the db and mq workloads without them (rpc and cache then reported not measured). Nothing was broken", why)}
+	}
 	r := status.Collect(ctx, statusTarget(t))
 	if !r.Healthy {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: status is %s, not healthy, so a drill would measure a broken layer (nothing was broken): %s", r.Verdict, strings.Join(r.Problems, "; "))}
@@ -259,6 +290,9 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 	defer stop()
 
 	env := drillEnv(s, c, f, t, store, l)
+	for k, v := range skipped {
+		env.Skipped[k] = v
+	}
 	writer := r.Writer
 	if writer == "" {
 		for _, e := range r.Services.Endpoint {
@@ -318,7 +352,7 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			fmt.Fprintf(s.Err, "== %s on %s (run %d of %d): baseline %s, hold %s\n", name, target, run, f.repeat, f.baseline, f.hold)
 			rec := hadrill.Run(ctx, env, sc, target)
 			recs = append(recs, rec)
-			sr := hadrill.Build(rec, hadrill.DefaultTargets())
+			sr := hadrill.Build(rec, env.Targets)
 			sr.Run = runNumber(f.repeat, run)
 			rep.Scenarios = append(rep.Scenarios, sr)
 			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
@@ -352,6 +386,31 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// osloMissing says where the OpenStack client libraries do not load, on
+// the nodes the rpc and cache workloads may run on (every controller; the
+// first compute node for power-loss), or "".
+func osloMissing(ctx context.Context, t *plan.Target, c *spec.Cluster, names []string) string {
+	runners := plan.Names(c.Controllers())
+	if slices.Contains(names, "power-loss") {
+		if cs := c.Computes(); len(cs) > 0 {
+			runners = append(runners, cs[0].Name)
+		}
+	}
+	whys := make([]string, len(runners))
+	var wg sync.WaitGroup
+	for i, n := range runners {
+		wg.Go(func() { whys[i] = hadrill.OsloCheck(ctx, t.Nodes[n]) })
+	}
+	wg.Wait()
+	var out []string
+	for _, w := range whys {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func runNumber(repeat, run int) int {
@@ -405,7 +464,8 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		Baseline:      f.baseline,
 		Hold:          f.hold,
 		Settle:        30 * time.Second,
-		RecoveryBound: hadrill.DefaultTargets().HealthyAfter + time.Minute,
+		Targets:       hadrill.TargetsFrom(c.Spec.Drill.Targets),
+		RecoveryBound: hadrill.TargetsFrom(c.Spec.Drill.Targets).HealthyAfter + time.Minute,
 		After:         5 * time.Second,
 		Log: func(format string, a ...any) {
 			fmt.Fprintf(s.Err, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -433,10 +493,6 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			openstack.TransportURL(c, t.Secrets), c.Spec.RabbitMQ.QueueType != "mirrored"))
 		env.CacheConf = []byte(fmt.Sprintf("[cache]\nenabled = true\nbackend = dogpile.cache.pymemcache\nmemcache_servers = %s\n", servers))
 		fmt.Fprintln(s.Err, "rpc and cache workloads: the libraries' defaults (--client-defaults), not the rendered service files")
-	}
-	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
-		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
-		env.Skipped["rpc"], env.Skipped["cache"] = why, why
 	}
 	env.Status = func(ctx context.Context) (bool, []string) {
 		r := status.Collect(ctx, statusTarget(t))

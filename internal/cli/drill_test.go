@@ -49,9 +49,19 @@ func TestDrillRefusalsShort(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(real, "hastack.yaml"), withSSH, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "cut-node")
-	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "cut off the management network") {
+	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "freeze-node")
+	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "stopped for the hold") || !strings.Contains(e, "mariadb on the target is killed") {
 		t.Errorf("drill on real hosts without --yes: exit %d, want 2 saying what it breaks:\n%s%s", code, o, e)
+	}
+	// cut-node over SSH would cut hastack's own session: refused even
+	// with --yes; --all leaves it out and says so.
+	o, e, code = runIn(t, real, "", "drill", "run", "kill-db", "cut-node", "--yes")
+	if code != 2 || !strings.Contains(e, "refused: cut-node") || !strings.Contains(e, "SSH session") {
+		t.Errorf("cut-node on real hosts: exit %d, want 2 saying why:\n%s%s", code, o, e)
+	}
+	o, e, code = runIn(t, real, "", "drill", "run", "--all")
+	if code != 2 || !strings.Contains(e, "cut-node: left out of --all") || strings.Contains(e, "cut off the management network") || !strings.Contains(e, "power-loss") {
+		t.Errorf("--all on real hosts without --yes: exit %d, want 2 without cut-node:\n%s%s", code, o, e)
 	}
 	o, _, code = runIn(t, dir, "", "drill", "list")
 	if code != 0 || !strings.Contains(o, "cut-node") || !strings.Contains(o, "power-loss") {
