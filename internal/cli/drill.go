@@ -265,6 +265,35 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		}
 	}
 	first := c.Controllers()[0].Name
+	// The drill lock (a second drill is refused) and the cluster lock
+	// (no operator's 'up' in the middle of a drill), held to the end; the
+	// drill's own 'up' runs under them.
+	var ctls []node.Node
+	for _, n := range c.Controllers() {
+		ctls = append(ctls, t.Nodes[n.Name])
+	}
+	locks, err := hadrill.TakeLocks(ctx, t.Nodes[first], ctls, deploy.Me("drill run "+strings.Join(names, " ")), func(format string, a ...any) {
+		fmt.Fprintf(s.Err, "[lock] "+format+"\n", a...)
+	})
+	if err != nil {
+		var le *deploy.LockedError
+		switch {
+		case errors.Is(err, hadrill.ErrBusy):
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused (nothing was broken): %w", err)}
+		case errors.As(err, &le):
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused (nothing was broken): %w ('hastack up --break-lock' removes a lock whose holder is gone)", err)}
+		}
+		return err
+	}
+	defer locks.Release(context.WithoutCancel(ctx))
+	// Status after the locks: while another drill runs, the layer is
+	// broken on purpose, and the refusal must name that drill.
+	r := status.Collect(ctx, statusTarget(t))
+	if !r.Healthy {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: status is %s, not healthy, so a drill would measure a broken layer (nothing was broken): %s", r.Verdict, strings.Join(r.Problems, "; "))}
+	}
+	// The OpenStack client libraries, where the rpc and cache workloads
+	// may run (after status: a frozen node would make this wait).
 	var skipped map[string]string
 	if f.skipOpenStack {
 		why := "not measured: --skip-openstack"
@@ -272,18 +301,6 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 	} else if why := osloMissing(ctx, t, c, names); why != "" {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %s; give --skip-openstack to run the db and mq workloads without them (rpc and cache then reported not measured). Nothing was broken", why)}
 	}
-	r := status.Collect(ctx, statusTarget(t))
-	if !r.Healthy {
-		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: status is %s, not healthy, so a drill would measure a broken layer (nothing was broken): %s", r.Verdict, strings.Join(r.Problems, "; "))}
-	}
-	unlock, err := hadrill.Lock(ctx, t.Nodes[first], names)
-	if err != nil {
-		if errors.Is(err, hadrill.ErrBusy) {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %w", err)}
-		}
-		return err
-	}
-	defer unlock()
 
 	// Ctrl-C and SIGTERM end the hold early; the drill still heals.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -515,18 +532,9 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			return false, nil, err
 		}
 		var out bytes.Buffer
-		// The cluster lock of 'up': no operator's 'up' runs at the same time.
-		var ctls []node.Node
-		for _, n := range c.Controllers() {
-			ctls = append(ctls, ut.Node(n.Name))
-		}
-		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("drill"), false, func(format string, a ...any) {
-			fmt.Fprintf(&out, "[lock] "+format+"\n", a...)
-		})
-		if err != nil {
-			return false, nil, err
-		}
-		defer lock.Release(context.WithoutCancel(ctx))
+		// Under the cluster lock the drill holds for its whole run
+		// (runDrill): not taken again here, which would find the
+		// drill's own lock and refuse.
 		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
 		return rep.Steps > 0, upActions(out.String()), err
 	}
