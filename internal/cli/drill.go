@@ -47,8 +47,11 @@ waits until status is healthy and verifies that no acknowledged write or
 confirmed message was lost. It reports the outage window the clients saw,
 latency and throughput per phase, errors by kind, and the loss accounting.
 
-Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
-3 data lost.`,
+The targets are the spec's (spec.drill.targets; 'hastack init' shows the
+defaults). Exit 0 every target held, 1 a target missed (each named), 2
+refused (nothing was broken: another drill or an 'up' running, status not
+healthy, the OpenStack client libraries missing without --skip-openstack,
+cut-node on hosts that are not a lab...), 3 data lost (with the evidence).`,
 	}
 	cmd.AddCommand(newDrillList(s), newDrillRun(s), newDrillReport(s))
 	return cmd

@@ -285,7 +285,9 @@ func cacheFigures(r *WorkloadReport, w WorkloadRecord, ops []Op, m Marks) {
 		r.Keys, r.KeysMissed = &keys, &n
 		r.KeysMissedPct = math.Round(float64(n)/float64(keys)*1000) / 10
 	}
-	if m.Heal > 0 && m.End > m.Heal {
+	// Served again needs every key read once a pass: records that name
+	// their keys (older ones read keys at random).
+	if w.Keys > 0 && m.Heal > 0 && m.End > m.Heal {
 		served := 0.0
 		if lastMiss >= 0 {
 			served = secs(lastMiss - m.Heal)
