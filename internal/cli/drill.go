@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,8 +47,11 @@ waits until status is healthy and verifies that no acknowledged write or
 confirmed message was lost. It reports the outage window the clients saw,
 latency and throughput per phase, errors by kind, and the loss accounting.
 
-Exit 0 every target held, 1 a target missed, 2 refused (nothing was broken),
-3 data lost.`,
+The targets are the spec's (spec.drill.targets; 'hastack init' shows the
+defaults). Exit 0 every target held, 1 a target missed (each named), 2
+refused (nothing was broken: another drill or an 'up' running, status not
+healthy, the OpenStack client libraries missing without --skip-openstack,
+cut-node on hosts that are not a lab...), 3 data lost (with the evidence).`,
 	}
 	cmd.AddCommand(newDrillList(s), newDrillRun(s), newDrillReport(s))
 	return cmd
@@ -103,7 +107,13 @@ func newDrillReport(s Streams) *cobra.Command {
 			for _, r := range recs {
 				seen[r.Scenario]++
 				repeated = repeated || seen[r.Scenario] > 1
-				sr := hadrill.Build(r, hadrill.DefaultTargets())
+				// Judged by the targets the run was held to (recorded),
+				// else the defaults.
+				tg := hadrill.DefaultTargets()
+				if r.Targets != nil {
+					tg = *r.Targets
+				}
+				sr := hadrill.Build(r, tg)
 				sr.Run = seen[r.Scenario]
 				rep.Scenarios = append(rep.Scenarios, sr)
 			}
@@ -147,6 +157,7 @@ type drillFlags struct {
 	hold, baseline                time.Duration
 	repeat                        int
 	all, yes, clientDefaults      bool
+	skipOpenStack                 bool
 }
 
 func newDrillRun(s Streams) *cobra.Command {
@@ -170,6 +181,7 @@ func newDrillRun(s Streams) *cobra.Command {
 	cmd.Flags().StringVar(&f.reportDir, "report", "", "write an HTML report (index.html) and the raw timelines (timelines.json) into this folder")
 	cmd.Flags().BoolVar(&f.all, "all", false, "run every scenario")
 	cmd.Flags().BoolVar(&f.yes, "yes", false, "on hosts that are not a lab: break them anyway")
+	cmd.Flags().BoolVar(&f.skipOpenStack, "skip-openstack", false, "run without the rpc and cache workloads (the OpenStack client libraries): they are reported not measured; without it a drill refuses when the libraries do not load")
 	cmd.Flags().BoolVar(&f.clientDefaults, "client-defaults", false, "configure the rpc and cache workloads with the libraries' defaults (only the spec's endpoints, the same queue type and cache backend) instead of the rendered service files, for comparison")
 	return cmd
 }
@@ -222,6 +234,21 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			isLab = false
 		}
 	}
+	if !isLab {
+		var kept []string
+		for _, n := range names {
+			sc, _ := hadrill.Find(n)
+			switch {
+			case sc.LabOnly == "":
+				kept = append(kept, n)
+			case f.all:
+				fmt.Fprintf(s.Err, "%s: left out of --all on hosts that are not a lab: %s\n", n, sc.LabOnly)
+			default:
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %s on cluster %q: %s (nothing was broken)", n, c.Metadata.Name, sc.LabOnly)}
+			}
+		}
+		names = kept
+	}
 	if !isLab && !f.yes {
 		var b strings.Builder
 		for _, n := range names {
@@ -241,24 +268,51 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		}
 	}
 	first := c.Controllers()[0].Name
+	// The drill lock (a second drill is refused) and the cluster lock
+	// (no operator's 'up' in the middle of a drill), held to the end; the
+	// drill's own 'up' runs under them.
+	var ctls []node.Node
+	for _, n := range c.Controllers() {
+		ctls = append(ctls, t.Nodes[n.Name])
+	}
+	locks, err := hadrill.TakeLocks(ctx, t.Nodes[first], ctls, deploy.Me("drill run "+strings.Join(names, " ")), func(format string, a ...any) {
+		fmt.Fprintf(s.Err, "[lock] "+format+"\n", a...)
+	})
+	if err != nil {
+		var le *deploy.LockedError
+		switch {
+		case errors.Is(err, hadrill.ErrBusy):
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused (nothing was broken): %w", err)}
+		case errors.As(err, &le):
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused (nothing was broken): %w ('hastack up --break-lock' removes a lock whose holder is gone)", err)}
+		}
+		return err
+	}
+	defer locks.Release(context.WithoutCancel(ctx))
+	// Status after the locks: while another drill runs, the layer is
+	// broken on purpose, and the refusal must name that drill.
 	r := status.Collect(ctx, statusTarget(t))
 	if !r.Healthy {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: status is %s, not healthy, so a drill would measure a broken layer (nothing was broken): %s", r.Verdict, strings.Join(r.Problems, "; "))}
 	}
-	unlock, err := hadrill.Lock(ctx, t.Nodes[first], names)
-	if err != nil {
-		if errors.Is(err, hadrill.ErrBusy) {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %w", err)}
-		}
-		return err
+	// The OpenStack client libraries, where the rpc and cache workloads
+	// may run (after status: a frozen node would make this wait).
+	var skipped map[string]string
+	if f.skipOpenStack {
+		why := "not measured: --skip-openstack"
+		skipped = map[string]string{"rpc": why, "cache": why}
+	} else if why := osloMissing(ctx, t, c, names); why != "" {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("refused: %s; give --skip-openstack to run the db and mq workloads without them (rpc and cache then reported not measured). Nothing was broken", why)}
 	}
-	defer unlock()
 
 	// Ctrl-C and SIGTERM end the hold early; the drill still heals.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	env := drillEnv(s, c, f, t, store, l)
+	for k, v := range skipped {
+		env.Skipped[k] = v
+	}
 	writer := r.Writer
 	if writer == "" {
 		for _, e := range r.Services.Endpoint {
@@ -318,7 +372,7 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 			fmt.Fprintf(s.Err, "== %s on %s (run %d of %d): baseline %s, hold %s\n", name, target, run, f.repeat, f.baseline, f.hold)
 			rec := hadrill.Run(ctx, env, sc, target)
 			recs = append(recs, rec)
-			sr := hadrill.Build(rec, hadrill.DefaultTargets())
+			sr := hadrill.Build(rec, env.Targets)
 			sr.Run = runNumber(f.repeat, run)
 			rep.Scenarios = append(rep.Scenarios, sr)
 			fmt.Fprintf(s.Err, "== %s on %s: %s\n", name, target, sr.Verdict)
@@ -352,6 +406,31 @@ func runDrill(ctx context.Context, s Streams, f *drillFlags, args []string) erro
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// osloMissing says where the OpenStack client libraries do not load, on
+// the nodes the rpc and cache workloads may run on (every controller; the
+// first compute node for power-loss), or "".
+func osloMissing(ctx context.Context, t *plan.Target, c *spec.Cluster, names []string) string {
+	runners := plan.Names(c.Controllers())
+	if slices.Contains(names, "power-loss") {
+		if cs := c.Computes(); len(cs) > 0 {
+			runners = append(runners, cs[0].Name)
+		}
+	}
+	whys := make([]string, len(runners))
+	var wg sync.WaitGroup
+	for i, n := range runners {
+		wg.Go(func() { whys[i] = hadrill.OsloCheck(ctx, t.Nodes[n]) })
+	}
+	wg.Wait()
+	var out []string
+	for _, w := range whys {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func runNumber(repeat, run int) int {
@@ -405,7 +484,8 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		Baseline:      f.baseline,
 		Hold:          f.hold,
 		Settle:        30 * time.Second,
-		RecoveryBound: hadrill.DefaultTargets().HealthyAfter + time.Minute,
+		Targets:       hadrill.TargetsFrom(c.Spec.Drill.Targets),
+		RecoveryBound: hadrill.TargetsFrom(c.Spec.Drill.Targets).HealthyAfter + time.Minute,
 		After:         5 * time.Second,
 		Log: func(format string, a ...any) {
 			fmt.Fprintf(s.Err, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -434,10 +514,6 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		env.CacheConf = []byte(fmt.Sprintf("[cache]\nenabled = true\nbackend = dogpile.cache.pymemcache\nmemcache_servers = %s\n", servers))
 		fmt.Fprintln(s.Err, "rpc and cache workloads: the libraries' defaults (--client-defaults), not the rendered service files")
 	}
-	if why := hadrill.OsloCheck(context.Background(), t.Nodes[c.Controllers()[0].Name]); why != "" {
-		fmt.Fprintf(s.Err, "rpc and cache workloads skipped (the db and mq workloads run): %s\n", why)
-		env.Skipped["rpc"], env.Skipped["cache"] = why, why
-	}
 	env.Status = func(ctx context.Context) (bool, []string) {
 		r := status.Collect(ctx, statusTarget(t))
 		return r.Healthy, r.Problems
@@ -459,18 +535,9 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			return false, nil, err
 		}
 		var out bytes.Buffer
-		// The cluster lock of 'up': no operator's 'up' runs at the same time.
-		var ctls []node.Node
-		for _, n := range c.Controllers() {
-			ctls = append(ctls, ut.Node(n.Name))
-		}
-		lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("drill"), false, func(format string, a ...any) {
-			fmt.Fprintf(&out, "[lock] "+format+"\n", a...)
-		})
-		if err != nil {
-			return false, nil, err
-		}
-		defer lock.Release(context.WithoutCancel(ctx))
+		// Under the cluster lock the drill holds for its whole run
+		// (runDrill): not taken again here, which would find the
+		// drill's own lock and refuse.
 		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
 		return rep.Steps > 0, upActions(out.String()), err
 	}

@@ -49,9 +49,19 @@ func TestDrillRefusalsShort(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(real, "hastack.yaml"), withSSH, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "cut-node")
-	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "cut off the management network") {
+	o, e, code := runIn(t, real, "", "drill", "run", "kill-db", "freeze-node")
+	if code != 2 || !strings.Contains(e, "not a lab") || !strings.Contains(e, "stopped for the hold") || !strings.Contains(e, "mariadb on the target is killed") {
 		t.Errorf("drill on real hosts without --yes: exit %d, want 2 saying what it breaks:\n%s%s", code, o, e)
+	}
+	// cut-node over SSH would cut hastack's own session: refused even
+	// with --yes; --all leaves it out and says so.
+	o, e, code = runIn(t, real, "", "drill", "run", "kill-db", "cut-node", "--yes")
+	if code != 2 || !strings.Contains(e, "refused: cut-node") || !strings.Contains(e, "SSH session") {
+		t.Errorf("cut-node on real hosts: exit %d, want 2 saying why:\n%s%s", code, o, e)
+	}
+	o, e, code = runIn(t, real, "", "drill", "run", "--all")
+	if code != 2 || !strings.Contains(e, "cut-node: left out of --all") || strings.Contains(e, "cut off the management network") || !strings.Contains(e, "power-loss") {
+		t.Errorf("--all on real hosts without --yes: exit %d, want 2 without cut-node:\n%s%s", code, o, e)
 	}
 	o, _, code = runIn(t, dir, "", "drill", "list")
 	if code != 0 || !strings.Contains(o, "cut-node") || !strings.Contains(o, "power-loss") {
@@ -108,6 +118,9 @@ type drillJSON struct {
 			Confirmed  *int     `json:"confirmed"`
 			Duplicates *int     `json:"duplicates"`
 			Verified   bool     `json:"verified"`
+			Keys       *int     `json:"keys"`
+			KeysMissed *int     `json:"keysMissed"`
+			Served     *float64 `json:"servedAgainS"`
 		} `json:"workloads"`
 	} `json:"scenarios"`
 }
@@ -175,6 +188,10 @@ func checkDrill(t *testing.T, rep drillJSON, mustRecover bool) {
 				} else if *w.Lost != 0 {
 					t.Errorf("%s/db: %d acknowledged writes lost: %v", s.Name, *w.Lost, s.Losses)
 				}
+			case "cache":
+				if w.Keys == nil || *w.Keys == 0 || w.KeysMissed == nil || w.Served == nil {
+					t.Errorf("%s/cache: the keys, keys missed or served-again figures are missing", s.Name)
+				}
 			case "mq":
 				if w.Confirmed == nil || *w.Confirmed == 0 || w.Lost == nil || w.Duplicates == nil {
 					t.Errorf("%s/mq: no confirmed messages, or the loss fields are missing", s.Name)
@@ -210,6 +227,21 @@ func TestIntegrationDrill(t *testing.T) {
 		t.Errorf("drill with the lock held: exit %d, want 2 and 'another drill is running':\n%s%s", code, o, e)
 	}
 	hs("lab", "exec", "ctl1", "--", "rm", "-rf", "/run/hastack/drill.lock")
+
+	// An 'up' running elsewhere holds the cluster lock: refused, naming it,
+	// and no drill lock is left behind.
+	holder := `{"command":"up","user":"ops","host":"elsewhere","bootId":"x","pid":4242,"since":"2026-01-02T03:04:05Z","token":"elsewhere-4242"}`
+	if _, code := hs("lab", "exec", "ctl2", "--", "sh", "-c", "mkdir -p /var/lib/hastack && echo '"+holder+"' > /var/lib/hastack/cluster.lock"); code != 0 {
+		t.Fatal("making the cluster lock by hand failed")
+	}
+	o, e, code = runIn(t, dir, "", "drill", "run", "kill-db", "--hold", "5s")
+	if code != 2 || !strings.Contains(o+e, "'hastack up' (pid 4242 on elsewhere") {
+		t.Errorf("drill while an up holds the cluster lock: exit %d, want 2 naming it:\n%s%s", code, o, e)
+	}
+	if _, code := hs("lab", "exec", "ctl1", "--", "test", "!", "-e", "/run/hastack/drill.lock"); code != 0 {
+		t.Errorf("the refused drill left its drill lock")
+	}
+	hs("lab", "exec", "ctl2", "--", "rm", "-f", "/var/lib/hastack/cluster.lock")
 
 	// Every scenario that kills something: the layer must come back.
 	report := filepath.Join(dir, "report")

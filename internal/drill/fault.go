@@ -133,7 +133,16 @@ type Scenario struct {
 	// OnlyTarget: while the fault holds, status must name the target and
 	// nothing else.
 	OnlyTarget bool
+	// CacheServers is how many memcached servers the fault reaches
+	// (AllServers: every controller's); the cache's keys missed target
+	// allows that share.
+	CacheServers int
+	// LabOnly: the fault cannot be done safely on hosts reached over SSH.
+	LabOnly string
 }
+
+// AllServers is a Scenario.CacheServers that reaches every controller.
+const AllServers = -1
 
 func one(line string, err error) ([]string, error) {
 	if line == "" {
@@ -147,9 +156,13 @@ func nothing(context.Context, Faulter, *Env, string) ([]string, error) { return 
 // Scenarios lists every scenario, in the order --all runs them.
 func Scenarios() []Scenario {
 	kill := func(svc, what string) Scenario {
+		cacheHit := 0
+		if svc == "memcached" {
+			cacheHit = 1
+		}
 		return Scenario{
 			Name: "kill-" + what, Description: "SIGKILL " + svc + " on the target; 'hastack up' starts it again",
-			Breaks: svc + " on the target is killed", UpHeals: true, Undo: nothing,
+			Breaks: svc + " on the target is killed", UpHeals: true, Undo: nothing, CacheServers: cacheHit,
 			Inject: func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) {
 				return one(f.KillService(ctx, t, svc))
 			},
@@ -159,31 +172,32 @@ func Scenarios() []Scenario {
 		kill("mariadb", "db"), kill("rabbitmq", "mq"), kill("memcached", "cache"),
 		{
 			Name: "freeze-node", Description: "SIGSTOP every process of the target (a hung host), hold, thaw",
-			Breaks: "every process of the target is stopped for the hold",
+			Breaks: "every process of the target is stopped for the hold", CacheServers: 1,
 			Inject: func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Freeze(ctx, t)) },
 			Undo:   func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Thaw(ctx, t)) },
 		},
 		{
 			Name: "cut-node", Description: "drop every packet on the target's management NIC (a vanished host, no TCP reset), hold, heal",
-			Breaks: "the target is cut off the management network for the hold",
-			Inject: func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Cut(ctx, t)) },
-			Undo:   func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Heal(ctx, t)) },
+			Breaks: "the target is cut off the management network for the hold", CacheServers: 1,
+			LabOnly: "cutting a host off the management network would cut hastack's own SSH session to it (and the heal with it); it runs on a lab only",
+			Inject:  func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Cut(ctx, t)) },
+			Undo:    func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) { return one(f.Heal(ctx, t)) },
 		},
 		{
 			Name: "kill-node", Description: "SIGKILL every process of the target; 'hastack up' starts its engines as after a reboot",
-			Breaks: "every engine on the target is killed", UpHeals: true, Undo: nothing,
+			Breaks: "every engine on the target is killed", UpHeals: true, Undo: nothing, CacheServers: 1,
 			Inject: func(ctx context.Context, f Faulter, _ *Env, t string) ([]string, error) {
 				return one(f.KillNode(ctx, t))
 			},
 		},
 		{
 			Name: "rolling-restart", Description: "stop each controller's engines gracefully in turn, 'hastack up' starts them, wait healthy, next",
-			Breaks: "every controller's engines are restarted in turn", NoHold: true, Undo: nothing,
+			Breaks: "every controller's engines are restarted in turn", NoHold: true, Undo: nothing, CacheServers: AllServers,
 			Inject: rollingRestart,
 		},
 		{
 			Name: "power-loss", Description: "SIGKILL every process of every controller at once; 'hastack up' recovers the cluster",
-			Breaks: "every engine on every controller is killed", UpHeals: true, Undo: nothing,
+			Breaks: "every engine on every controller is killed", UpHeals: true, Undo: nothing, CacheServers: AllServers,
 			Inject: func(ctx context.Context, f Faulter, e *Env, _ string) ([]string, error) {
 				var log []string
 				var errs []error

@@ -28,11 +28,14 @@ const osloDir = "/tmp/hastack-drill"
 // Python is Debian's interpreter, which sees the python3-oslo.* packages.
 const Python = "/usr/bin/python3"
 
+// osloModules are what the workloads import (a variable for the tests).
+var osloModules = "oslo_messaging, oslo_cache, pymemcache"
+
 // OsloCheck says why the OpenStack client libraries cannot run on n, or "".
 func OsloCheck(ctx context.Context, n node.Node) string {
 	c, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if _, err := n.Run(c, node.Cmd{Argv: []string{Python, "-c", "import oslo_messaging, oslo_cache, pymemcache"}}); err != nil {
+	if _, err := n.Run(c, node.Cmd{Argv: []string{Python, "-c", "import " + osloModules}}); err != nil {
 		return fmt.Sprintf("the OpenStack client libraries do not load on %s (install the Debian packages %s): %v", n.Name(), OsloPackages, firstLine(err.Error()))
 	}
 	return ""
@@ -60,6 +63,7 @@ type Oslo struct {
 	mu    sync.Mutex
 	err   error
 	errb  bytes.Buffer
+	keys  int // cache: how many keys the client set before the baseline
 }
 
 // StartOslo copies the script and the service file to n, starts the
@@ -140,7 +144,13 @@ func (o *Oslo) at(epoch string) (time.Duration, bool) {
 func (o *Oslo) parse(line string) {
 	f := strings.Fields(line)
 	switch {
-	case len(f) == 5 && f[0] == "OP":
+	case len(f) == 2 && f[0] == "KEYS":
+		if n, err := strconv.Atoi(f[1]); err == nil {
+			o.mu.Lock()
+			o.keys = n
+			o.mu.Unlock()
+		}
+	case (len(f) == 5 || len(f) == 6) && f[0] == "OP":
 		t0, ok0 := o.at(f[1])
 		t1, ok1 := o.at(f[2])
 		if !ok0 || !ok1 {
@@ -151,6 +161,9 @@ func (o *Oslo) parse(line string) {
 			op.Outcome, op.Kind = Failed, f[4]
 		} else if f[4] == "miss" {
 			op.Kind = "miss"
+			if len(f) == 6 {
+				op.ID = f[5] // the key that missed
+			}
 		}
 		o.rec.add(op)
 	case len(f) == 2 && f[0] == "BLOCKED":
@@ -175,5 +188,7 @@ func (o *Oslo) Stop() error {
 
 // Record is the workload's record.
 func (o *Oslo) Record() WorkloadRecord {
-	return WorkloadRecord{Name: o.mode, Ops: o.rec.Ops()}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return WorkloadRecord{Name: o.mode, Ops: o.rec.Ops(), Keys: o.keys}
 }

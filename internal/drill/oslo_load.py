@@ -3,19 +3,20 @@
 clients, configured only from a rendered service file, recording every call.
 
   oslo_load.py rpc CONF      # an RPC server and 4 callers (5 s call timeout)
-  oslo_load.py cache CONF    # 2 threads: get a key, set it on a miss
+  oslo_load.py cache CONF    # 2 threads: get each key in turn, set it on a miss
 
-It prints "READY" once set up, then one line per call:
+It prints "KEYS <n>" (cache: how many keys it set), "READY" once set up, then
+one line per call:
 
-  OP <start epoch s> <end epoch s> ok|fail <kind>
+  OP <start epoch s> <end epoch s> ok|fail <kind> [<key>]
 
-(kind "miss" for a cache miss, else the exception's name), until a line
+(kind "miss" for a cache miss, with the key's number, else the exception's
+name), until a line
 "STOP" or the end of stdin; then "BLOCKED <start epoch s>" for each call still
 running, and it exits without waiting for them. Run with Debian's python.
 """
 
 import os
-import random
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ import warnings
 warnings.simplefilter("ignore")
 
 CALL_TIMEOUT = 5
+KEYS = 300
 out_lock = threading.Lock()
 running = {}
 stop = threading.Event()
@@ -48,6 +50,30 @@ def record(worker, fn):
         if stop.is_set():
             return
         emit("OP %.6f %.6f %s %s" % (t0, time.time(), outcome, kind or "-"))
+        time.sleep(0.02)
+
+
+def record_keys(worker, fn, start):
+    # The cache: each worker reads every key in turn (from its own offset),
+    # so every key is read once a pass: a miss names a key that was lost,
+    # and when misses stop, every key is served again.
+    i = start
+    while not stop.is_set():
+        t0 = time.time()
+        running[worker] = t0
+        try:
+            kind = fn(i)
+            outcome = "ok"
+        except Exception as e:
+            outcome, kind = "fail", type(e).__name__
+        running.pop(worker, None)
+        if stop.is_set():
+            return
+        if kind == "miss":
+            emit("OP %.6f %.6f ok miss %d" % (t0, time.time(), i))
+        else:
+            emit("OP %.6f %.6f %s %s" % (t0, time.time(), outcome, kind or "-"))
+        i = (i + 1) % KEYS
         time.sleep(0.02)
 
 
@@ -90,25 +116,30 @@ def cache(conf_file):
     cache_core.configure_cache_region(conf, region)
     prefix = "drill-%d-" % os.getpid()
     # Every key is set before the baseline: a miss then means a lost key.
-    for i in range(1000):
+    for i in range(KEYS):
         k = prefix + str(i)
         region.set(k, k)
+    emit("KEYS %d" % KEYS)
 
-    def call():
-        k = prefix + str(random.randrange(1000))
+    def call(i):
+        k = prefix + str(i)
         v = region.get(k)
         if v != k:
             region.set(k, k)
             return "miss"
         return None
-    return [call] * 2
+    return call
 
 
 def main():
     mode, conf_file = sys.argv[1], sys.argv[2]
-    calls = rpc(conf_file) if mode == "rpc" else cache(conf_file)
-    for i, fn in enumerate(calls):
-        threading.Thread(target=record, args=(i, fn), daemon=True).start()
+    if mode == "rpc":
+        for i, fn in enumerate(rpc(conf_file)):
+            threading.Thread(target=record, args=(i, fn), daemon=True).start()
+    else:
+        fn = cache(conf_file)
+        for i in range(2):
+            threading.Thread(target=record_keys, args=(i, fn, i * KEYS // 2), daemon=True).start()
     emit("READY")
     for line in sys.stdin:
         if line.strip() == "STOP":

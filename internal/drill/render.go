@@ -85,6 +85,17 @@ func (r Report) WriteText(w io.Writer) error {
 			}
 			if wl.Misses != nil {
 				errs += fmt.Sprintf("; misses %d", *wl.Misses)
+				if wl.KeysMissed != nil && wl.Keys != nil {
+					errs += fmt.Sprintf(" (%d of %d keys)", *wl.KeysMissed, *wl.Keys)
+				}
+				errs += fmt.Sprintf("; worst call %.0f ms", wl.WorstCallMs)
+				if wl.ServedAgainS != nil {
+					open := ""
+					if wl.ServedAgainOpen {
+						open = "+"
+					}
+					errs += fmt.Sprintf("; served again %.1f%s s after the heal", *wl.ServedAgainS, open)
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f/%.0f/%.0f\t%.0f%%/%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 				sc, node, wl.Name, win, fault.P50Ms, fault.P99Ms, fault.MaxMs, 100*fault.VsBaseline, 100*rec.VsBaseline,

@@ -149,6 +149,16 @@ type WorkloadReport struct {
 	// cache: reads from the fault on that missed (the key was set again);
 	// the baseline's misses are the first reads of each key
 	Misses *int `json:"misses,omitempty"`
+	// cache: the slowest call from the fault on (a call still blocked
+	// at the end counts until then); the distinct keys that missed from
+	// the fault on, of Keys; the time from the heal to the last miss
+	// (open: keys were still missed in the run's last second).
+	WorstCallMs     float64  `json:"worstCallMs,omitempty"`
+	Keys            *int     `json:"keys,omitempty"`
+	KeysMissed      *int     `json:"keysMissed,omitempty"`
+	KeysMissedPct   float64  `json:"keysMissedPct,omitempty"`
+	ServedAgainS    *float64 `json:"servedAgainS,omitempty"`
+	ServedAgainOpen bool     `json:"servedAgainOpen,omitempty"`
 	// mq
 	Confirmed  *int `json:"confirmed,omitempty"`
 	Duplicates *int `json:"duplicates,omitempty"`
@@ -225,6 +235,7 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 	}
 	if w.Name == "cache" {
 		r.Misses = &misses
+		cacheFigures(&r, w, ops, m)
 	}
 	if d := w.DB; d != nil {
 		lost := len(d.Lost)
@@ -246,6 +257,44 @@ func Analyze(w WorkloadRecord, m Marks) WorkloadReport {
 		r.Verified = true
 	}
 	return r
+}
+
+// cacheFigures computes the cache workload's worst call, keys missed and
+// the time its keys were served again after the heal.
+func cacheFigures(r *WorkloadReport, w WorkloadRecord, ops []Op, m Marks) {
+	var worst time.Duration
+	missed := map[string]bool{}
+	lastMiss := time.Duration(-1)
+	for _, o := range ops {
+		if o.Start < m.Fault || m.Fault == 0 {
+			continue
+		}
+		worst = max(worst, o.Latency())
+		if o.Outcome == OK && o.Kind == "miss" {
+			if o.ID != "" {
+				missed[o.ID] = true
+			}
+			if m.Heal > 0 && o.End >= m.Heal {
+				lastMiss = max(lastMiss, o.End)
+			}
+		}
+	}
+	r.WorstCallMs = ms(worst)
+	if w.Keys > 0 {
+		keys, n := w.Keys, len(missed)
+		r.Keys, r.KeysMissed = &keys, &n
+		r.KeysMissedPct = math.Round(float64(n)/float64(keys)*1000) / 10
+	}
+	// Served again needs every key read once a pass: records that name
+	// their keys (older ones read keys at random).
+	if w.Keys > 0 && m.Heal > 0 && m.End > m.Heal {
+		served := 0.0
+		if lastMiss >= 0 {
+			served = secs(lastMiss - m.Heal)
+			r.ServedAgainOpen = m.End-lastMiss < time.Second
+		}
+		r.ServedAgainS = &served
+	}
 }
 
 // LedgerCheck resolves the ledger: every acknowledged id must be present;

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hastack/hastack/internal/spec"
 )
 
 func s(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
@@ -109,8 +111,14 @@ func TestBlockedCallCountsUntilEnd(t *testing.T) {
 	if r.MaxMs != 18000 {
 		t.Errorf("max %.0f ms, want 18000", r.MaxMs)
 	}
+	// The cache is held to its worst call: the blocked one.
 	rep := Build(RunRecord{Scenario: "cut-node", Marks: marks, Recovered: true, Workloads: []WorkloadRecord{{Name: "cache", Ops: ops}}}, DefaultTargets())
-	if rep.Verdict != VerdictMissed || len(rep.Misses) != 1 || !strings.Contains(rep.Misses[0], "no success") {
+	if rep.Verdict != VerdictMissed || len(rep.Misses) != 1 || !strings.Contains(rep.Misses[0], "cache: worst call 18000 ms, target 500ms") {
+		t.Errorf("verdict %s misses %v, want one miss naming the worst call", rep.Verdict, rep.Misses)
+	}
+	// rpc is held to its window: open until the end.
+	rep = Build(RunRecord{Scenario: "cut-node", Marks: marks, Recovered: true, Workloads: []WorkloadRecord{{Name: "rpc", Ops: ops}}}, DefaultTargets())
+	if rep.Verdict != VerdictMissed || len(rep.Misses) != 1 || !strings.Contains(rep.Misses[0], "rpc: no success") {
 		t.Errorf("verdict %s misses %v, want one miss naming the open window", rep.Verdict, rep.Misses)
 	}
 }
@@ -329,5 +337,137 @@ func TestSummaryMediansAndWorst(t *testing.T) {
 	r := rows[0]
 	if r.Runs != 3 || r.WindowS != (Figure{6, 9}) || r.Lost != 1 || r.HealthyAfterS != (Figure{20, 30}) || r.NotRecovered != 1 {
 		t.Errorf("summary %+v", r)
+	}
+}
+
+// The targets come from the spec: a window the defaults miss is held under
+// a looser spec target, and kill-mq holds rpc to its own, tighter window.
+func TestTargetsFromSpec(t *testing.T) {
+	ops := steady(0, 10, "")
+	ops = append(ops, Op{Start: s(10.5), End: s(12), Outcome: Failed, Kind: "refused"})
+	ops = append(ops, steady(12, 30, "")...)
+	build := func(scenario, workload string, tg Targets) ScenarioReport {
+		return Build(RunRecord{Scenario: scenario, Marks: marks, Recovered: true, Workloads: []WorkloadRecord{{Name: workload, Ops: ops}}}, tg)
+	}
+	if r := build("freeze-node", "rpc", DefaultTargets()); r.Verdict != VerdictHeld {
+		t.Errorf("rpc window 1.5 s after a freeze: %s %v, want held (target 10 s)", r.Verdict, r.Misses)
+	}
+	if r := build("kill-mq", "rpc", DefaultTargets()); r.Verdict != VerdictMissed || len(r.Misses) != 1 || !strings.Contains(r.Misses[0], "rpc: outage window 1.51 s, target 1s") {
+		t.Errorf("rpc window 1.5 s on kill-mq: %s %v, want missed, target 1s", r.Verdict, r.Misses)
+	}
+	if r := build("freeze-node", "db", DefaultTargets()); r.Verdict != VerdictHeld {
+		t.Errorf("db window 1.5 s: %s %v, want held (3 s)", r.Verdict, r.Misses)
+	}
+	var c spec.Cluster
+	one := spec.Duration{Duration: time.Second}
+	c.Spec.Drill.Targets.DB.Window = &one
+	c.ApplyDefaults()
+	tg := TargetsFrom(c.Spec.Drill.Targets)
+	if r := build("freeze-node", "db", tg); r.Verdict != VerdictMissed || !strings.Contains(strings.Join(r.Misses, ";"), "db: outage window 1.51 s, target 1s") {
+		t.Errorf("db window 1.5 s, spec target 1 s: %s %v, want missed", r.Verdict, r.Misses)
+	}
+	if tg.Window["mq"] != 10*time.Second || tg.HealthyAfter != 90*time.Second {
+		t.Errorf("defaults not kept beside the spec's target: %+v", tg)
+	}
+	// Healthy after: 95 s against 90 s.
+	m := marks
+	m.Healthy = m.Heal + s(95)
+	m.End = m.Healthy + s(5)
+	r := Build(RunRecord{Scenario: "kill-db", Marks: m, Recovered: true}, DefaultTargets())
+	if r.Verdict != VerdictMissed || len(r.Misses) != 1 || !strings.Contains(r.Misses[0], "status healthy 95.0 s after the heal, target 1m30s") {
+		t.Errorf("healthy 95 s after the heal: %s %v", r.Verdict, r.Misses)
+	}
+}
+
+// cacheOps reads keys 0..n-1 in turn every 10 ms from a to b; the keys in
+// miss (by number) miss once at their first read at or after from.
+func cacheOps(a, b float64, keys int, miss map[int]float64) []Op {
+	var out []Op
+	i := 0
+	for t := a; t < b-1e-9; t += 0.01 {
+		o := Op{Start: s(t), End: s(t + 0.002), Outcome: OK}
+		if at, ok := miss[i]; ok && t >= at {
+			o.Kind, o.ID = "miss", fmt.Sprint(i)
+			delete(miss, i)
+		}
+		out = append(out, o)
+		i = (i + 1) % keys
+	}
+	return out
+}
+
+func TestCacheKeysMissedAndServedAgain(t *testing.T) {
+	const keys = 300
+	m := Marks{Fault: s(10), Heal: s(20), Healthy: s(25), End: s(60)}
+	run := func(scenario string, hit int, miss map[int]float64) ScenarioReport {
+		ops := cacheOps(0, 60, keys, miss)
+		return Build(RunRecord{Scenario: scenario, Marks: m, Recovered: true, CacheServers: 3, CacheServersHit: hit,
+			Workloads: []WorkloadRecord{{Name: "cache", Ops: ops, Keys: keys}}}, DefaultTargets())
+	}
+	third := map[int]float64{}
+	for k := 0; k < 100; k++ {
+		third[k] = 10
+	}
+	// One server of 3 lost: its third of the keys missed, served again
+	// 0 s after the heal (no miss after it): held.
+	r := run("kill-cache", 1, third)
+	w := r.Workloads[0]
+	if r.Verdict != VerdictHeld || *w.KeysMissed != 100 || w.KeysMissedPct != 33.3 || *w.ServedAgainS != 0 {
+		t.Errorf("a third missed on kill-cache: %s %v, keys missed %d (%.1f %%), served again %v", r.Verdict, r.Misses, *w.KeysMissed, w.KeysMissedPct, *w.ServedAgainS)
+	}
+	// The same third missed on a scenario that reaches no cache server:
+	// only 5 points are allowed.
+	third = map[int]float64{}
+	for k := 0; k < 100; k++ {
+		third[k] = 10
+	}
+	r = run("kill-db", 0, third)
+	if r.Verdict != VerdictMissed || len(r.Misses) != 1 || !strings.Contains(r.Misses[0], "cache: 100 of 300 keys missed (33.3 %), target 5.0 %") {
+		t.Errorf("a third missed on kill-db: %s %v", r.Verdict, r.Misses)
+	}
+	// Keys that miss again 40 s after the heal: served again too late.
+	late := map[int]float64{}
+	for k := 0; k < 10; k++ {
+		late[k] = 10
+	}
+	ops := cacheOps(0, 60, keys, late)
+	ops = append(ops, Op{Start: s(55), End: s(55.001), Outcome: OK, Kind: "miss", ID: "7"})
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Start < ops[j].Start })
+	r = Build(RunRecord{Scenario: "kill-cache", Marks: m, Recovered: true, CacheServers: 3, CacheServersHit: 1,
+		Workloads: []WorkloadRecord{{Name: "cache", Ops: ops, Keys: keys}}}, DefaultTargets())
+	if r.Verdict != VerdictMissed || len(r.Misses) != 1 || !strings.Contains(r.Misses[0], "cache: keys served again 35.0 s after the heal, target 30s") {
+		t.Errorf("a miss 35 s after the heal: %s %v", r.Verdict, r.Misses)
+	}
+	// Still missing in the run's last second: open; a miss when the run
+	// lasted past the target, else not judged.
+	ops = append(cacheOps(0, 60, keys, nil), Op{Start: s(59.5), End: s(59.6), Outcome: OK, Kind: "miss", ID: "8"})
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Start < ops[j].Start })
+	r = Build(RunRecord{Scenario: "kill-cache", Marks: m, Recovered: true, CacheServers: 3, CacheServersHit: 1,
+		Workloads: []WorkloadRecord{{Name: "cache", Ops: ops, Keys: keys}}}, DefaultTargets())
+	if r.Verdict != VerdictMissed || !r.Workloads[0].ServedAgainOpen || !strings.Contains(strings.Join(r.Misses, ";"), "keys still missed when the run ended, 40.0 s after the heal") {
+		t.Errorf("missing at the end: %s %v", r.Verdict, r.Misses)
+	}
+	short := Marks{Fault: s(10), Heal: s(20), Healthy: s(25), End: s(30)}
+	ops = append(cacheOps(0, 30, keys, nil), Op{Start: s(29.5), End: s(29.6), Outcome: OK, Kind: "miss", ID: "8"})
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Start < ops[j].Start })
+	r = Build(RunRecord{Scenario: "kill-cache", Marks: short, Recovered: true, CacheServers: 3, CacheServersHit: 1,
+		Workloads: []WorkloadRecord{{Name: "cache", Ops: ops, Keys: keys}}}, DefaultTargets())
+	if r.Verdict != VerdictHeld {
+		t.Errorf("still missing 10 s after the heal, when the run ended: %s %v, want not judged", r.Verdict, r.Misses)
+	}
+}
+
+// Data loss is exit 3 with its evidence whatever the targets: a spec
+// cannot make loss a target.
+func TestLossIsExit3WithSpecTargets(t *testing.T) {
+	var c spec.Cluster
+	big := spec.Duration{Duration: 10 * time.Minute}
+	c.Spec.Drill.Targets.DB.Window = &big
+	c.ApplyDefaults()
+	db := &DBLoss{Acked: 3, Verified: true, Lost: []Evidence{{ID: "row-2", At: s(12), What: "acknowledged insert missing at verification"}}}
+	rep := Report{Scenarios: []ScenarioReport{Build(RunRecord{Scenario: "cut-node", Marks: marks, Recovered: true,
+		Workloads: []WorkloadRecord{{Name: "db", Ops: steady(0, 30, ""), DB: db}}}, TargetsFrom(c.Spec.Drill.Targets))}}
+	if rep.ExitCode() != ExitLost || len(rep.Scenarios[0].Losses) != 1 || !strings.Contains(rep.Scenarios[0].Losses[0], "row-2") {
+		t.Errorf("exit %d losses %v, want 3 naming row-2", rep.ExitCode(), rep.Scenarios[0].Losses)
 	}
 }

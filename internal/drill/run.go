@@ -38,9 +38,13 @@ type Env struct {
 	Settle        time.Duration
 	RecoveryBound time.Duration
 	// After is how long the workloads keep running once status is
-	// healthy, before verification.
+	// healthy, before verification. When the fault reached a cache
+	// server, they run at least until Targets.CacheServedAgain after the
+	// heal, so that the keys served again can be judged.
 	After time.Duration
-	Log   func(format string, a ...any)
+	// Targets are what the runs are held to; recorded with each run.
+	Targets Targets
+	Log     func(format string, a ...any)
 }
 
 func (e *Env) logf(format string, a ...any) {
@@ -94,7 +98,12 @@ func (e *Env) waitHealthy(ctx context.Context, bound time.Duration) ([]string, b
 // also when ctx is cancelled (Ctrl-C) or a step fails; the record's Error
 // says what went wrong.
 func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord) {
-	rec = RunRecord{Scenario: sc.Name, Node: target, OnlyTarget: sc.OnlyTarget}
+	targets := e.Targets
+	rec = RunRecord{Scenario: sc.Name, Node: target, OnlyTarget: sc.OnlyTarget, Targets: &targets,
+		CacheServers: len(e.Controllers), CacheServersHit: sc.CacheServers}
+	if sc.CacheServers == AllServers {
+		rec.CacheServersHit = len(e.Controllers)
+	}
 	start := time.Now()
 	rec.Started = start
 	since := func() time.Duration { return time.Since(start) }
@@ -263,7 +272,11 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 	}
 
 	// Verification.
-	sleepCtx(rctx, e.After)
+	after := e.After
+	if rec.CacheServersHit > 0 && e.Targets.CacheServedAgain > 0 && hasOslo(oslos, "cache") && ctx.Err() == nil {
+		after = max(after, rec.Marks.Heal+e.Targets.CacheServedAgain+time.Second-since())
+	}
+	sleepCtx(rctx, after)
 	stopWork()
 	rec.Marks.End = since()
 	wg.Wait()
@@ -290,6 +303,15 @@ func Run(ctx context.Context, e *Env, sc Scenario, target string) (rec RunRecord
 		}
 	}
 	return rec
+}
+
+func hasOslo(os []*Oslo, mode string) bool {
+	for _, o := range os {
+		if o.mode == mode {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrBusy is returned by Lock when another drill holds the lock.

@@ -174,6 +174,9 @@ type WorkloadRecord struct {
 	DB      *DBLoss `json:"db,omitempty"`
 	MQ      *MQLoss `json:"mq,omitempty"`
 	Skipped string  `json:"skipped,omitempty"` // why it did not run
+	// Keys is how many keys the cache workload set before the baseline;
+	// its misses carry the key as ID.
+	Keys int `json:"keys,omitempty"`
 }
 
 // RunRecord is one run of one scenario: everything the report is computed
@@ -191,7 +194,15 @@ type RunRecord struct {
 	StatusDuring []string `json:"statusDuring,omitempty"`
 	// OnlyTarget: status during the fault must name the target, and only
 	// it (clock-stop: nothing else degrades).
-	OnlyTarget bool             `json:"onlyTarget,omitempty"`
-	Workloads  []WorkloadRecord `json:"workloads"`
-	Error      string           `json:"error,omitempty"`
+	OnlyTarget bool `json:"onlyTarget,omitempty"`
+	// CacheServers is how many memcached servers the clients use;
+	// CacheServersHit how many of them the fault reaches (the keys
+	// missed target allows that share).
+	CacheServers    int `json:"cacheServers,omitempty"`
+	CacheServersHit int `json:"cacheServersHit,omitempty"`
+	// Targets are what the run was held to (from the spec), so that
+	// 'drill report' judges the timelines again by the same ones.
+	Targets   *Targets         `json:"targets,omitempty"`
+	Workloads []WorkloadRecord `json:"workloads"`
+	Error     string           `json:"error,omitempty"`
 }

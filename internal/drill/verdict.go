@@ -4,23 +4,69 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/hastack/hastack/internal/spec"
 )
 
-// Targets are what a drill holds the layer to. Data loss is never a
-// target: any acknowledged write or confirmed message lost is a finding.
+// Targets are what a drill holds the layer to (spec.drill.targets). Data
+// loss is never a target: any acknowledged write or confirmed message lost
+// is a finding.
 type Targets struct {
 	// Window is the longest outage window allowed per workload.
-	Window map[string]time.Duration
+	Window map[string]time.Duration `json:"window"`
+	// ScenarioWindow overrides Window for one scenario and workload
+	// (kill-mq's rpc window).
+	ScenarioWindow map[string]map[string]time.Duration `json:"scenarioWindow,omitempty"`
+	// CacheWorstCall bounds the cache workload's slowest call from the
+	// fault on.
+	CacheWorstCall time.Duration `json:"cacheWorstCall"`
+	// CacheMissedExtraPoints: the share of keys missed may be the share
+	// of the servers the fault reaches plus this many percentage points.
+	CacheMissedExtraPoints float64 `json:"cacheMissedExtraPoints"`
+	// CacheServedAgain bounds the time from the heal to the last miss.
+	CacheServedAgain time.Duration `json:"cacheServedAgain"`
 	// HealthyAfter bounds the time from the heal to status healthy.
-	HealthyAfter time.Duration
+	HealthyAfter time.Duration `json:"healthyAfter"`
+}
+
+// TargetsFrom reads the targets of a defaulted spec.
+func TargetsFrom(d spec.DrillTargets) Targets {
+	dur := func(p *spec.Duration) time.Duration {
+		if p == nil {
+			return 0
+		}
+		return p.Duration
+	}
+	t := Targets{
+		Window: map[string]time.Duration{"db": dur(d.DB.Window), "mq": dur(d.MQ.Window), "rpc": dur(d.RPC.Window)},
+		ScenarioWindow: map[string]map[string]time.Duration{
+			"kill-mq": {"rpc": dur(d.RPC.KillMQWindow)},
+		},
+		CacheWorstCall:   dur(d.Cache.WorstCall),
+		CacheServedAgain: dur(d.Cache.ServedAgainWithin),
+		HealthyAfter:     dur(d.HealthyAfter),
+	}
+	if d.Cache.MissedExtraPoints != nil {
+		t.CacheMissedExtraPoints = *d.Cache.MissedExtraPoints
+	}
+	return t
 }
 
 // DefaultTargets are the targets when the spec gives none.
 func DefaultTargets() Targets {
-	return Targets{
-		Window:       map[string]time.Duration{"db": 10 * time.Second, "mq": 30 * time.Second, "rpc": 30 * time.Second, "cache": 2 * time.Second},
-		HealthyAfter: 2 * time.Minute,
+	var c spec.Cluster
+	c.ApplyDefaults()
+	return TargetsFrom(c.Spec.Drill.Targets)
+}
+
+// WindowFor is the window target of a workload in a scenario, and whether
+// there is one.
+func (t Targets) WindowFor(scenario, workload string) (time.Duration, bool) {
+	if w, ok := t.ScenarioWindow[scenario][workload]; ok {
+		return w, true
 	}
+	w, ok := t.Window[workload]
+	return w, ok
 }
 
 // Verdicts of a scenario, worst last.
@@ -84,12 +130,15 @@ func Build(rec RunRecord, t Targets) ScenarioReport {
 		for _, e := range wr.Evidence {
 			s.Losses = append(s.Losses, fmt.Sprintf("%s: %s %s at %.2f s", w.Name, e.What, e.ID, e.At.Seconds()))
 		}
-		if lim, ok := t.Window[w.Name]; ok {
+		if lim, ok := t.WindowFor(rec.Scenario, w.Name); ok {
 			if wr.WindowOpen {
 				s.Misses = append(s.Misses, fmt.Sprintf("%s: no success after the outage began at %.1f s until the run ended", w.Name, windowFrom(w.Ops, m)))
 			} else if time.Duration(wr.MaxWindowS*float64(time.Second)) > lim {
 				s.Misses = append(s.Misses, fmt.Sprintf("%s: outage window %.2f s, target %s", w.Name, wr.MaxWindowS, lim))
 			}
+		}
+		if w.Name == "cache" {
+			s.Misses = append(s.Misses, cacheMisses(wr, rec, t)...)
 		}
 		if !wr.Verified {
 			s.Misses = append(s.Misses, fmt.Sprintf("%s: verification could not complete", w.Name))
@@ -121,6 +170,35 @@ func Build(rec RunRecord, t Targets) ScenarioReport {
 		s.Verdict = VerdictHeld
 	}
 	return s
+}
+
+// cacheMisses judges the cache workload: its worst call, the share of keys
+// missed against the share of servers the fault reaches, and how soon the
+// keys were served again after the heal.
+func cacheMisses(wr WorkloadReport, rec RunRecord, t Targets) []string {
+	var out []string
+	if t.CacheWorstCall > 0 && wr.WorstCallMs > float64(t.CacheWorstCall.Milliseconds()) {
+		out = append(out, fmt.Sprintf("cache: worst call %.0f ms, target %s", wr.WorstCallMs, t.CacheWorstCall))
+	}
+	if wr.Keys != nil && *wr.Keys > 0 && wr.KeysMissed != nil {
+		allowed := t.CacheMissedExtraPoints
+		if n := rec.CacheServers; n > 0 {
+			allowed += 100 * float64(min(rec.CacheServersHit, n)) / float64(n)
+		}
+		if wr.KeysMissedPct > allowed+1e-9 {
+			out = append(out, fmt.Sprintf("cache: %d of %d keys missed (%.1f %%), target %.1f %% (%d of %d servers reached + %g points)",
+				*wr.KeysMissed, *wr.Keys, wr.KeysMissedPct, allowed, rec.CacheServersHit, rec.CacheServers, t.CacheMissedExtraPoints))
+		}
+	}
+	if wr.ServedAgainS != nil && t.CacheServedAgain > 0 {
+		switch {
+		case wr.ServedAgainOpen && rec.Marks.End-rec.Marks.Heal >= t.CacheServedAgain:
+			out = append(out, fmt.Sprintf("cache: keys still missed when the run ended, %.1f s after the heal, target %s", secs(rec.Marks.End-rec.Marks.Heal), t.CacheServedAgain))
+		case !wr.ServedAgainOpen && time.Duration(*wr.ServedAgainS*float64(time.Second)) > t.CacheServedAgain:
+			out = append(out, fmt.Sprintf("cache: keys served again %.1f s after the heal, target %s", *wr.ServedAgainS, t.CacheServedAgain))
+		}
+	}
+	return out
 }
 
 func windowFrom(ops []Op, m Marks) float64 {

@@ -34,17 +34,26 @@ const (
 	DefaultMaxLatency         = 2 * time.Millisecond
 	DefaultMaxClockOffset     = 50 * time.Millisecond
 	DefaultManagementIfName   = "eth0"
-	GaleraReplicationPort     = 4567
-	GaleraISTPort             = 4568
-	GaleraSSTPort             = 4444
-	NTPPort                   = 123
-	defaultControllerCores    = 4
-	defaultControllerMemoryGB = 12
-	defaultControllerDiskGB   = 120
-	defaultComputeCores       = 8
-	defaultComputeMemoryGB    = 12
-	defaultComputeDiskGB      = 120
-	defaultNICs               = 2
+	// The drill's targets: issue 15's, for a hung or vanished controller.
+	DefaultDrillDBWindow          = 3 * time.Second
+	DefaultDrillMQWindow          = 10 * time.Second
+	DefaultDrillRPCWindow         = 10 * time.Second
+	DefaultDrillRPCKillMQWindow   = 1 * time.Second
+	DefaultDrillCacheWorstCall    = 500 * time.Millisecond
+	DefaultDrillCacheMissedPoints = 5.0
+	DefaultDrillCacheServedAgain  = 30 * time.Second
+	DefaultDrillHealthyAfter      = 90 * time.Second
+	GaleraReplicationPort         = 4567
+	GaleraISTPort                 = 4568
+	GaleraSSTPort                 = 4444
+	NTPPort                       = 123
+	defaultControllerCores        = 4
+	defaultControllerMemoryGB     = 12
+	defaultControllerDiskGB       = 120
+	defaultComputeCores           = 8
+	defaultComputeMemoryGB        = 12
+	defaultComputeDiskGB          = 120
+	defaultNICs                   = 2
 )
 
 // OpenStack releases whose option names hastack knows: "zed" is the one
@@ -133,6 +142,26 @@ func (c *Cluster) ApplyDefaults() {
 	}
 	if q.MaxClockOffset.Duration == 0 {
 		q.MaxClockOffset.Duration = DefaultMaxClockOffset
+	}
+
+	t := &s.Drill.Targets
+	setDur(&t.DB.Window, DefaultDrillDBWindow)
+	setDur(&t.MQ.Window, DefaultDrillMQWindow)
+	setDur(&t.RPC.Window, DefaultDrillRPCWindow)
+	setDur(&t.RPC.KillMQWindow, DefaultDrillRPCKillMQWindow)
+	setDur(&t.Cache.WorstCall, DefaultDrillCacheWorstCall)
+	if t.Cache.MissedExtraPoints == nil {
+		v := DefaultDrillCacheMissedPoints
+		t.Cache.MissedExtraPoints = &v
+	}
+	setDur(&t.Cache.ServedAgainWithin, DefaultDrillCacheServedAgain)
+	setDur(&t.HealthyAfter, DefaultDrillHealthyAfter)
+}
+
+// setDur fills a duration left out of the spec.
+func setDur(p **Duration, v time.Duration) {
+	if *p == nil {
+		*p = &Duration{Duration: v}
 	}
 }
 

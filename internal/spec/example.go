@@ -184,4 +184,17 @@ spec:
 {{- end}}
     maxLatency: 2ms
     maxClockOffset: 50ms
+
+  # What 'hastack drill' holds the layer to (exit 1 names each miss; data
+  # loss is never a target: any is exit 3). For a hung or vanished controller.
+  drill:
+    targets:
+      db: {window: 3s}            # writes through the VIP
+      mq: {window: 10s}           # confirmed publishes
+      rpc: {window: 10s, killMQWindow: 1s}
+      cache:
+        worstCall: 500ms          # oslo.cache's slowest single call
+        missedExtraPoints: 5      # keys missed <= 1/N per server the fault reaches + 5 points
+        servedAgainWithin: 30s    # a returning server's keys served again, from the heal
+      healthyAfter: 90s           # status healthy again, from the heal
 `))

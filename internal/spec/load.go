@@ -280,6 +280,12 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.add(n, path, "must be a whole number, not %q", n.Value)
 			prune(n)
 		}
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || n.Decode(&f) != nil {
+			w.add(n, path, "must be a number, not %s", kindName(n))
+			prune(n)
+		}
 	default:
 		w.add(n, path, "internal: no check for Go kind %s", t.Kind())
 		prune(n)

@@ -155,6 +155,45 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestDrillTargetsDefaultAndKept(t *testing.T) {
+	c, ps, err := Load("testdata/valid-minimal.yaml")
+	if err != nil || ps.Err() != nil {
+		t.Fatal(err, ps.Err())
+	}
+	d := c.Spec.Drill.Targets
+	for _, x := range []struct {
+		name string
+		got  *Duration
+		want string
+	}{
+		{"db.window", d.DB.Window, "3s"}, {"mq.window", d.MQ.Window, "10s"}, {"rpc.window", d.RPC.Window, "10s"},
+		{"rpc.killMQWindow", d.RPC.KillMQWindow, "1s"}, {"cache.worstCall", d.Cache.WorstCall, "500ms"},
+		{"cache.servedAgainWithin", d.Cache.ServedAgainWithin, "30s"}, {"healthyAfter", d.HealthyAfter, "1m30s"},
+	} {
+		if x.got == nil || x.got.String() != x.want {
+			t.Errorf("drill.targets.%s = %v, want %s", x.name, x.got, x.want)
+		}
+	}
+	if d.Cache.MissedExtraPoints == nil || *d.Cache.MissedExtraPoints != 5 {
+		t.Errorf("drill.targets.cache.missedExtraPoints = %v, want 5", d.Cache.MissedExtraPoints)
+	}
+
+	// Values written are kept, a written 0 window too (no outage at all).
+	data, err := os.ReadFile("testdata/valid-minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, []byte("  drill:\n    targets:\n      db: {window: 0s}\n      cache: {missedExtraPoints: 0, worstCall: 2s}\n      healthyAfter: 2m\n")...)
+	c, ps = Parse(data)
+	if ps.Err() != nil || c == nil {
+		t.Fatalf("rejected: %v", ps.Err())
+	}
+	d = c.Spec.Drill.Targets
+	if d.DB.Window.Duration != 0 || *d.Cache.MissedExtraPoints != 0 || d.Cache.WorstCall.String() != "2s" || d.HealthyAfter.String() != "2m0s" || d.MQ.Window.String() != "10s" {
+		t.Errorf("written targets not kept: db %v, missed %v, worst %v, healthy %v, mq %v", d.DB.Window, *d.Cache.MissedExtraPoints, d.Cache.WorstCall, d.HealthyAfter, d.MQ.Window)
+	}
+}
+
 func TestPartitionHandlingFollowsSize(t *testing.T) {
 	for n, want := range map[int]string{1: "ignore", 2: "autoheal", 3: "pause_minority", 5: "pause_minority"} {
 		if got := DefaultPartitionHandling(n); got != want {

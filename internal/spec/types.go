@@ -67,6 +67,7 @@ type ClusterSpec struct {
 	RabbitMQ     RabbitMQ     `yaml:"rabbitmq"`
 	OpenStack    OpenStack    `yaml:"openstack"`
 	Requirements Requirements `yaml:"requirements"`
+	Drill        Drill        `yaml:"drill"`
 }
 
 // Network is a layer-2 network the nodes share, e.g. management or provider.
@@ -222,6 +223,53 @@ type Requirements struct {
 	Compute        Minimums `yaml:"compute"`
 	MaxLatency     Duration `yaml:"maxLatency"`
 	MaxClockOffset Duration `yaml:"maxClockOffset"`
+}
+
+// Drill is what 'hastack drill' holds the layer to. Every target is a
+// pointer so that a value written as 0 is told from one left out (and
+// refused by validate where 0 cannot be met); ApplyDefaults fills each one
+// left out. Data loss is never a target: any is a finding (exit 3).
+type Drill struct {
+	Targets DrillTargets `yaml:"targets"`
+}
+
+// DrillTargets are the drill's targets per workload; a miss is exit 1.
+type DrillTargets struct {
+	// DB: the longest outage window of writes through the VIP.
+	DB WindowTarget `yaml:"db"`
+	// MQ: the longest outage window of confirmed publishes.
+	MQ WindowTarget `yaml:"mq"`
+	// RPC: the longest outage window of oslo.messaging calls; KillMQ is
+	// the window when only the broker was killed (its clients get a reset).
+	RPC RPCTarget `yaml:"rpc"`
+	// Cache: oslo.cache's worst single call, the keys missed, and how soon
+	// a returning server's keys are served again.
+	Cache CacheTarget `yaml:"cache"`
+	// HealthyAfter bounds the time from the heal to 'status' healthy.
+	HealthyAfter *Duration `yaml:"healthyAfter"`
+}
+
+// WindowTarget bounds an outage window.
+type WindowTarget struct {
+	Window *Duration `yaml:"window"`
+}
+
+// RPCTarget bounds the RPC workload's outage windows.
+type RPCTarget struct {
+	Window       *Duration `yaml:"window"`
+	KillMQWindow *Duration `yaml:"killMQWindow"`
+}
+
+// CacheTarget bounds the cache workload.
+type CacheTarget struct {
+	WorstCall *Duration `yaml:"worstCall"`
+	// MissedExtraPoints: the share of keys missed may be the share of
+	// the servers the fault reaches (1/N for one of N) plus this many
+	// percentage points.
+	MissedExtraPoints *float64 `yaml:"missedExtraPoints"`
+	// ServedAgainWithin bounds the time from the heal until the returning
+	// server's keys are served again (no more misses).
+	ServedAgainWithin *Duration `yaml:"servedAgainWithin"`
 }
 
 // Minimums is the least hardware one node of a role must have.

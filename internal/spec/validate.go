@@ -35,6 +35,7 @@ func (c *Cluster) Validate() Problems {
 	c.validateEngines(v, nets)
 	c.validateRequirements(v)
 	c.validateSSH(v)
+	c.validateDrill(v)
 	return v.ps
 }
 
@@ -513,5 +514,62 @@ func validateTimings(v *validator, s *ClusterSpec) {
 		v.errf("spec.memcached.clientDeadRetry", "%s must be a whole number of seconds, at least 1s (oslo.cache counts in seconds)", r)
 	case r > 5*time.Minute:
 		v.warnf("spec.memcached.clientDeadRetry", "%s: a memcached that is back serves its share of the keys only that long after", r)
+	}
+}
+
+// Bounds of the drill's targets: a window longer than the longest hold
+// measures nothing a drill could show.
+const (
+	maxDrillWindow       = 10 * time.Minute
+	maxDrillHealthyAfter = 30 * time.Minute
+)
+
+// validateDrill checks the drill's targets: each must be a bound a drill
+// can meet and measure.
+func (c *Cluster) validateDrill(v *validator) {
+	t := c.Spec.Drill.Targets
+	const p = "spec.drill.targets"
+	for _, w := range []struct {
+		path string
+		d    *Duration
+		zero bool // whether 0 is a target that can be met
+	}{
+		{p + ".db.window", t.DB.Window, true},
+		{p + ".mq.window", t.MQ.Window, true},
+		{p + ".rpc.window", t.RPC.Window, true},
+		{p + ".rpc.killMQWindow", t.RPC.KillMQWindow, true},
+		{p + ".cache.servedAgainWithin", t.Cache.ServedAgainWithin, true},
+	} {
+		if w.d == nil {
+			continue
+		}
+		switch {
+		case w.d.Duration < 0:
+			v.errf(w.path, "%s is negative: an outage window is 0 or longer", w.d.Duration)
+		case w.d.Duration > maxDrillWindow:
+			v.errf(w.path, "%s is over %s, the longest a drill holds a fault: a target no drill can measure", w.d.Duration, maxDrillWindow)
+		}
+	}
+	if d := t.Cache.WorstCall; d != nil {
+		switch {
+		case d.Duration <= 0:
+			v.errf(p+".cache.worstCall", "%s cannot be met: every call takes some time; write a positive duration such as 500ms", d.Duration)
+		case d.Duration > maxDrillWindow:
+			v.errf(p+".cache.worstCall", "%s is over %s, the longest a drill holds a fault", d.Duration, maxDrillWindow)
+		}
+	}
+	if m := t.Cache.MissedExtraPoints; m != nil && (*m < 0 || *m > 100 || *m != *m) {
+		v.errf(p+".cache.missedExtraPoints", "%v is not a number of percentage points from 0 to 100", *m)
+	}
+	if d := t.HealthyAfter; d != nil {
+		switch {
+		case d.Duration <= 0:
+			v.errf(p+".healthyAfter", "%s cannot be met: status takes time to see the heal; write a positive duration such as 90s", d.Duration)
+		case d.Duration > maxDrillHealthyAfter:
+			v.errf(p+".healthyAfter", "%s is over %s: a drill waits for status at most that long", d.Duration, maxDrillHealthyAfter)
+		}
+	}
+	if t.RPC.Window != nil && t.RPC.KillMQWindow != nil && t.RPC.KillMQWindow.Duration > t.RPC.Window.Duration && t.RPC.Window.Duration >= 0 {
+		v.warnf(p+".rpc.killMQWindow", "%s is longer than rpc.window %s: a killed broker (its clients get a reset) is held to a looser bound than a hung host", t.RPC.KillMQWindow.Duration, t.RPC.Window.Duration)
 	}
 }
