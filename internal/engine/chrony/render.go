@@ -63,9 +63,12 @@ func controllerConfig(b *strings.Builder, c *spec.Cluster, n spec.Node) {
 		if others == 0 {
 			b.WriteString("\n# The other controllers: if every upstream server is lost they still agree\n")
 			b.WriteString("# on one time (orphan mode below) instead of drifting apart. On the\n")
-			b.WriteString("# management network polls are cheap: every 16-64 s (default 64-1024 s).\n")
+			b.WriteString("# management network polls are cheap: every 16-64 s (default 64-1024 s),\n")
+			b.WriteString("# each a burst of a few requests, so a chronyd that dropped its samples (a\n")
+			b.WriteString("# thawed node sees the freeze as a time jump) selects a source again at its\n")
+			b.WriteString("# next poll.\n")
 		}
-		fmt.Fprintf(b, "server %s iburst minpoll 4 maxpoll 6\n", o.Address)
+		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 6\n", o.Address)
 		others++
 	}
 	mgmt, _ := c.Network(spec.ManagementNetwork)
@@ -83,9 +86,10 @@ bindaddress %s
 func clientConfig(b *strings.Builder, c *spec.Cluster) {
 	b.WriteString("\n# Every node other than a controller follows the controllers (source document:\n")
 	b.WriteString("# NTP), by address so that time does not depend on name resolution at boot.\n")
-	b.WriteString("# Polled every 16-64 s (default 64-1024 s): after a freeze or a time jump\n")
-	b.WriteString("# drops the samples, a source is selected again within a minute.\n")
+	b.WriteString("# Polled every 16-64 s (default 64-1024 s), each poll a burst of a few\n")
+	b.WriteString("# requests: after a freeze or a time jump drops the samples, a source is\n")
+	b.WriteString("# selected again at the next poll.\n")
 	for _, o := range c.Controllers() {
-		fmt.Fprintf(b, "server %s iburst minpoll 4 maxpoll 6\n", o.Address)
+		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 6\n", o.Address)
 	}
 }

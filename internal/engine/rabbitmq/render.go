@@ -70,7 +70,11 @@ NODENAME=%s
 DIST_PORT=%d
 # epmd on the management address (it always adds loopback itself).
 export ERL_EPMD_ADDRESS=%s
-`, NodeName(n), c.Spec.RabbitMQ.DistPort, n.Address)
+# A frozen or cut-off peer is declared down after net_ticktime seconds
+# (default 60). On the command line: RabbitMQ 3.10 starts the distribution
+# before it applies advanced.config, so the net_ticktime there stays unused.
+SERVER_ADDITIONAL_ERL_ARGS="-kernel net_ticktime %d"
+`, NodeName(n), c.Spec.RabbitMQ.DistPort, n.Address, int(c.Spec.RabbitMQ.NetTickTime.Seconds()))
 }
 
 func rabbitConf(c *spec.Cluster, n spec.Node) string {
