@@ -63,12 +63,11 @@ func controllerConfig(b *strings.Builder, c *spec.Cluster, n spec.Node) {
 		if others == 0 {
 			b.WriteString("\n# The other controllers: if every upstream server is lost they still agree\n")
 			b.WriteString("# on one time (orphan mode below) instead of drifting apart. On the\n")
-			b.WriteString("# management network polls are cheap: every 16-64 s (default 64-1024 s),\n")
-			b.WriteString("# each a burst of a few requests, so a chronyd that dropped its samples (a\n")
-			b.WriteString("# thawed node sees the freeze as a time jump) selects a source again at its\n")
-			b.WriteString("# next poll.\n")
+			b.WriteString("# management network polls are cheap: every 16 s (default 64-1024 s), each\n")
+			b.WriteString("# a burst of a few requests, so a chronyd that dropped its samples (a thawed\n")
+			b.WriteString("# node takes the freeze for a time jump) selects a source again within 16 s.\n")
 		}
-		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 6\n", o.Address)
+		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 4\n", o.Address)
 		others++
 	}
 	mgmt, _ := c.Network(spec.ManagementNetwork)
