@@ -63,11 +63,12 @@ func controllerConfig(b *strings.Builder, c *spec.Cluster, n spec.Node) {
 		if others == 0 {
 			b.WriteString("\n# The other controllers: if every upstream server is lost they still agree\n")
 			b.WriteString("# on one time (orphan mode below) instead of drifting apart. On the\n")
-			b.WriteString("# management network polls are cheap: every 16 s (default 64-1024 s), each\n")
-			b.WriteString("# a burst of a few requests, so a chronyd that dropped its samples (a thawed\n")
-			b.WriteString("# node takes the freeze for a time jump) selects a source again within 16 s.\n")
+			b.WriteString("# management network polls are cheap: every 4-16 s (default 64-1024 s). A\n")
+			b.WriteString("# thawed controller's chronyd takes the freeze for a time jump and drops its\n")
+			b.WriteString("# samples; it needs a few new ones to select a source again: seconds, not\n")
+			b.WriteString("# minutes.\n")
 		}
-		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 4\n", o.Address)
+		fmt.Fprintf(b, "server %s iburst minpoll 2 maxpoll 4\n", o.Address)
 		others++
 	}
 	mgmt, _ := c.Network(spec.ManagementNetwork)
@@ -85,10 +86,9 @@ bindaddress %s
 func clientConfig(b *strings.Builder, c *spec.Cluster) {
 	b.WriteString("\n# Every node other than a controller follows the controllers (source document:\n")
 	b.WriteString("# NTP), by address so that time does not depend on name resolution at boot.\n")
-	b.WriteString("# Polled every 16-64 s (default 64-1024 s), each poll a burst of a few\n")
-	b.WriteString("# requests: after a freeze or a time jump drops the samples, a source is\n")
-	b.WriteString("# selected again at the next poll.\n")
+	b.WriteString("# Polled every 16-64 s (default 64-1024 s): after a freeze or a time jump\n")
+	b.WriteString("# drops the samples, a source is selected again within a few minutes at most.\n")
 	for _, o := range c.Controllers() {
-		fmt.Fprintf(b, "server %s iburst burst minpoll 4 maxpoll 6\n", o.Address)
+		fmt.Fprintf(b, "server %s iburst minpoll 4 maxpoll 6\n", o.Address)
 	}
 }
