@@ -48,6 +48,9 @@ type facts struct {
 	// members; it is only asked when the service runs.
 	apiErr  error
 	members []clusterNode
+	// unreachable is why the host could not be asked at all ('recover
+	// rabbitmq' only; 'up' fails on such a host); no other fact is known.
+	unreachable error
 }
 
 func (f *facts) answers() bool { return f.running && f.apiErr == nil }

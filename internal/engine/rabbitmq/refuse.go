@@ -19,8 +19,8 @@ import (
 func refuseUnsafe(e *env, all []*facts) error {
 	var errs []error
 	want := map[string]bool{}
-	for _, f := range all {
-		want[NodeName(f.n)] = true
+	for _, c := range e.ctls {
+		want[NodeName(c)] = true
 	}
 	// Nodes in one cluster share one member list. Group the answering
 	// nodes by theirs; more than one group means separate clusters.
