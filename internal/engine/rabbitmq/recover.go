@@ -15,7 +15,7 @@ import (
 )
 
 // RecoverPhase is the phase of 'hastack recover rabbitmq'. With every
-// controller reachable and a broker running, it is 'up”s own plan (one
+// controller reachable and a broker running, it is the plan of 'up' (one
 // code path: the partition heal, the starts of stopped members). Beyond
 // that it starts a fully stopped cluster from the member that stopped last,
 // forced to boot when that one is gone for good (and confirmed), goes on
@@ -74,7 +74,7 @@ func planRecover(ctx context.Context, t *plan.Target, o RecoverOptions) ([]plan.
 		return planFullStart(e, all, reach, o)
 	}
 	if len(reach) == len(all) {
-		// Every controller answers: 'up''s plan, and the quorum queues'
+		// Every controller answers: the plan of 'up', and the quorum queues'
 		// membership after it.
 		steps, err := planFrom(ctx, e, all)
 		if err != nil {
