@@ -298,6 +298,30 @@ func DecideForget(views []ForgetView, members []string, forget []string) (Forget
 type QueueMembers struct {
 	Name    string
 	Members []string
+	// Leader and Online are as the management API reports them.
+	Leader string
+	Online []string
+}
+
+// QueuesNotReady lists the quorum queues that have no leader or a member
+// not online, with what is missing.
+func QueuesNotReady(queues []QueueMembers) []string {
+	var out []string
+	for _, q := range queues {
+		var off []string
+		for _, m := range q.Members {
+			if !slices.Contains(q.Online, m) {
+				off = append(off, m)
+			}
+		}
+		switch {
+		case q.Leader == "":
+			out = append(out, q.Name+" (no leader)")
+		case len(off) > 0:
+			out = append(out, q.Name+" ("+strings.Join(off, ", ")+" offline)")
+		}
+	}
+	return out
 }
 
 // QueueRepairs says which nodes to shrink the quorum queues off (lost

@@ -155,3 +155,15 @@ func TestQueueRepairs(t *testing.T) {
 		t.Errorf("no queues: shrink %v grow %v", shrink, grow)
 	}
 }
+
+func TestQueuesNotReady(t *testing.T) {
+	m := []string{"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"}
+	got := QueuesNotReady([]QueueMembers{
+		{Name: "/ok", Members: m, Leader: "rabbit@ctl1", Online: m},
+		{Name: "/noleader", Members: m, Online: m},
+		{Name: "/off", Members: m, Leader: "rabbit@ctl2", Online: m[1:]},
+	})
+	if strings.Join(got, "; ") != "/noleader (no leader); /off (rabbit@ctl1 offline)" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -174,7 +174,7 @@ func planFullStart(e *env, all, reach []*facts, o RecoverOptions) ([]plan.Step, 
 		f := byName[d.First]
 		if d.Force {
 			steps = append(steps, plan.Step{Host: f.n.Name, Wave: wave,
-				Action: fmt.Sprintf("rabbitmqctl force_boot: %s boots without waiting for the members it last saw running (%s)", NodeName(f.n), d.Why),
+				Action: fmt.Sprintf("rabbitmqctl force_boot: %s boots without waiting for the members it last saw running", NodeName(f.n)),
 				Do: func(ctx context.Context) error {
 					_, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "force_boot"}})
 					return err
@@ -303,7 +303,7 @@ func withQueueRepair(ctx context.Context, e *env, reach []*facts, lost []string,
 	if err != nil {
 		return nil, err
 	}
-	if shrink, grow := QueueRepairs(queues, runningMembers(via), lost); len(shrink)+len(grow) > 0 {
+	if shrink, grow := QueueRepairs(queues, runningMembers(via), lost); len(shrink)+len(grow) > 0 || len(QueuesNotReady(queues)) > 0 {
 		return []plan.Step{queueRepairStep(e, via, 0, lost)}, nil
 	}
 	return nil, nil
@@ -349,7 +349,7 @@ func queueRepairStep(e *env, via *facts, wave int, lost []string) plan.Step {
 		shrink, grow := QueueRepairs(queues, running, lost)
 		if len(shrink)+len(grow) == 0 {
 			e.say(via.n.Name, "every quorum queue (%d) has a replica on every running controller (%s)", len(queues), strings.Join(running, ", "))
-			return nil
+			return queuesReady(ctx, e, via)
 		}
 		run := func(argv ...string) error {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -379,20 +379,45 @@ func queueRepairStep(e *env, via *facts, wave int, lost []string) plan.Step {
 			return fmt.Errorf("%s: after grow/shrink, quorum queues still list %v and lack %v", via.n.Name, shrink, grow)
 		}
 		e.say(via.n.Name, "quorum queues (%d): replicas on %s", len(queues), strings.Join(running, ", "))
-		return nil
+		return queuesReady(ctx, e, via)
 	}}
+}
+
+// queuesReady waits until every quorum queue has a leader and every
+// member online: only then do its messages flow again.
+func queuesReady(ctx context.Context, e *env, via *facts) error {
+	start := time.Now()
+	var n int
+	err := plan.WaitFor(ctx, "every quorum queue with a leader and every member online", 2*time.Minute, func(ctx context.Context) (bool, string) {
+		queues, err := e.api(via.n).quorumQueues(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		n = len(queues)
+		if bad := QueuesNotReady(queues); len(bad) > 0 {
+			return false, strings.Join(bad, "; ")
+		}
+		return true, ""
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", via.n.Name, err)
+	}
+	if n > 0 {
+		e.say(via.n.Name, "every quorum queue (%d) has a leader and every member online (%s)", n, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // quorumQueues lists the quorum queues with their members.
 func (m *mgmt) quorumQueues(ctx context.Context) ([]QueueMembers, error) {
 	var qs []apiQueue
-	if err := m.call(ctx, http.MethodGet, "/api/queues?columns=name,vhost,type,members&disable_stats=true", nil, &qs); err != nil {
+	if err := m.call(ctx, http.MethodGet, "/api/queues?columns=name,vhost,type,members,leader,online&disable_stats=true", nil, &qs); err != nil {
 		return nil, err
 	}
 	var out []QueueMembers
 	for _, q := range qs {
 		if q.Type == "quorum" {
-			out = append(out, QueueMembers{Name: q.VHost + "/" + q.Name, Members: q.Members})
+			out = append(out, QueueMembers{Name: q.VHost + "/" + q.Name, Members: q.Members, Leader: q.Leader, Online: q.Online})
 		}
 	}
 	return out, nil
