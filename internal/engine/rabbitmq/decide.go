@@ -234,6 +234,8 @@ type ForgetView struct {
 	// Answers: its management API answered with the cluster's members.
 	Answers bool
 	HasData bool
+	// SeenRunning: a running peer reports it running.
+	SeenRunning bool
 }
 
 // Forget is how lost members are removed.
@@ -250,8 +252,9 @@ type Forget struct {
 // DecideForget checks the operator's --forget names against the
 // controllers (spec order) and the cluster's members as a running node
 // reports them. A member is forgotten only when it is gone: its host
-// cannot be reached, or its broker is stopped.
-func DecideForget(views []ForgetView, members []string, forget []string) (Forget, error) {
+// cannot be reached, or its broker is stopped; a broker process that runs
+// without answering (hung) only with yes.
+func DecideForget(views []ForgetView, members []string, forget []string, yes bool) (Forget, error) {
 	var d Forget
 	for _, name := range forget {
 		host := strings.TrimPrefix(name, "rabbit@")
@@ -265,10 +268,16 @@ func DecideForget(views []ForgetView, members []string, forget []string) (Forget
 		}
 		if i >= 0 {
 			v := views[i]
-			if v.Reachable && v.Running {
+			if v.Answers || v.SeenRunning {
 				return Forget{}, &plan.Refusal{
 					Problem: fmt.Sprintf("--forget %s: %s still answers and its broker runs", name, host),
 					Remedy:  fmt.Sprintf("hastack forgets only a member that is gone. If %s is to leave the cluster, stop its broker first ('rabbitmqctl stop_app' there) and run again; if it is healthy, there is nothing to forget", host),
+				}
+			}
+			if v.Reachable && v.Running && !yes {
+				return Forget{}, &plan.Refusal{
+					Problem: fmt.Sprintf("--forget %s: its broker process runs on %s but does not answer, and its peers see it stopped (hung?)", name, host),
+					Remedy:  fmt.Sprintf("stop its broker if you can and run again; if %s is gone for good and will not resume, run again with --yes", host),
 				}
 			}
 			if v.Reachable && v.HasData {

@@ -115,10 +115,12 @@ func TestDecideForget(t *testing.T) {
 		{"a stray member no longer in the spec", []ForgetView{up("ctl1"), up("ctl2"), up("ctl3")}, append(members, "rabbit@old1"), []string{"rabbit@old1"}, "ctl1 [rabbit@old1] []", ""},
 		{"still answers: refused", []ForgetView{up("ctl1"), up("ctl2"), up("ctl3")}, members, []string{"ctl3"}, "", "ctl3 still answers and its broker runs"},
 		{"unknown name", []ForgetView{up("ctl1"), up("ctl2"), up("ctl3")}, members, []string{"ctl9"}, "", "neither a controller of the spec nor a member"},
+		{"seen running by its peers: refused", []ForgetView{up("ctl1"), up("ctl2"), {Name: "ctl3", SeenRunning: true}}, members, []string{"ctl3"}, "", "ctl3 still answers"},
+		{"hung: its process runs, it does not answer, its peers see it stopped", []ForgetView{up("ctl1"), up("ctl2"), {Name: "ctl3", Reachable: true, Running: true, HasData: true}}, members, []string{"ctl3"}, "", "runs on ctl3 but does not answer"},
 		{"nothing runs", []ForgetView{{Name: "ctl1", Reachable: true, HasData: true}, {Name: "ctl2", Reachable: true, HasData: true}, {Name: "ctl3"}}, nil, []string{"ctl3"}, "", "no other controller's broker runs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := DecideForget(tc.views, tc.members, tc.forget)
+			d, err := DecideForget(tc.views, tc.members, tc.forget, false)
 			if tc.refuse != "" {
 				var r *plan.Refusal
 				if err == nil || !strings.Contains(err.Error(), tc.refuse) || !errors.As(err, &r) || r.Remedy == "" {
@@ -134,6 +136,14 @@ func TestDecideForget(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestDecideForgetHungWithYes(t *testing.T) {
+	views := []ForgetView{{Name: "ctl1", Reachable: true, Running: true, Answers: true, HasData: true}, {Name: "ctl2", Reachable: true, Running: true, Answers: true, HasData: true}, {Name: "ctl3", Reachable: true, Running: true, HasData: true}}
+	d, err := DecideForget(views, []string{"rabbit@ctl1", "rabbit@ctl2", "rabbit@ctl3"}, []string{"ctl3"}, true)
+	if err != nil || d.Via != "ctl1" || strings.Join(d.Members, ",") != "rabbit@ctl3" || strings.Join(d.Wipe, ",") != "ctl3" {
+		t.Fatalf("got %+v, %v", d, err)
 	}
 }
 

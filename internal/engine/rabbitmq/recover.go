@@ -226,7 +226,16 @@ func planForget(ctx context.Context, e *env, all []*facts, o RecoverOptions) ([]
 			}
 		}
 	}
-	d, err := DecideForget(views, members, o.Forget)
+	for i, f := range all {
+		for _, g := range all {
+			for _, m := range g.members {
+				if g.answers() && m.Name == NodeName(f.n) && m.Running && g != f {
+					views[i].SeenRunning = true
+				}
+			}
+		}
+	}
+	d, err := DecideForget(views, members, o.Forget, o.Yes)
 	if err != nil {
 		return nil, err
 	}
@@ -258,8 +267,15 @@ func planForget(ctx context.Context, e *env, all []*facts, o RecoverOptions) ([]
 	for _, host := range d.Wipe {
 		f := byName[host]
 		steps = append(steps, plan.Step{Host: host, Wave: 1,
-			Action: fmt.Sprintf("move %s's database aside (%s*): forgotten, it would not boot with it; with none it joins again as a new member on the next 'hastack up'", NodeName(f.n), mnesiaDir(f.n)),
+			Action: fmt.Sprintf("stop the broker if it runs, move %s's database aside (%s*): forgotten, it would not boot with it; with none it joins again as a new member on the next 'hastack up'", NodeName(f.n), mnesiaDir(f.n)),
 			Do: func(ctx context.Context) error {
+				if f.running {
+					// A hung broker, forgotten with --yes: stopped first
+					// (the supervisor kills what does not stop).
+					if err := f.nd.Services().Stop(ctx, ServiceName, time.Minute); err != nil {
+						return err
+					}
+				}
 				aside := fmt.Sprintf("%s/forgotten-%s-%s", MnesiaBase, time.Now().UTC().Format("20060102T150405Z"), NodeName(f.n))
 				_, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"sh", "-c", `mkdir -p "$1" && for p in "$2"*; do [ -e "$p" ] && mv "$p" "$1"/; done; true`, "sh", aside, mnesiaDir(f.n)}})
 				return err
