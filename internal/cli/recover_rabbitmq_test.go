@@ -18,7 +18,8 @@ import (
 )
 
 // TestIntegrationRecoverRabbitMQ stops every broker of a real three-node
-// RabbitMQ cluster on a lab, one after the other, so that the node that
+// RabbitMQ cluster on a lab, one after the other (two stopped, the last
+// killed), so that the node that
 // stopped last is the only one that could boot without waiting; then that
 // node is lost for good (its database wiped: a rebuilt host). 'recover
 // rabbitmq' refuses to guess, then with --yes forces the last of the others
@@ -124,11 +125,25 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 			}
 		}
 	}
-	// ctl3, then ctl2, then ctl1: ctl1 stops last, having seen the
-	// others stop; ctl2 last saw ctl1 running, ctl3 all of them.
-	kill("ctl3")
+	stop := func(n string) {
+		t.Helper()
+		if _, code := exec(n, "rabbitmqctl", "stop"); code != 0 {
+			t.Fatalf("rabbitmqctl stop on %s failed", n)
+		}
+		for deadline := time.Now().Add(60 * time.Second); !brokerDown(n); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("rabbitmq on %s still runs after its stop", n)
+			}
+		}
+	}
+	// ctl3, then ctl2 stopped (maintenance), then ctl1 killed (its power
+	// lost): ctl1 stops last, having seen the others stop; ctl2 last saw
+	// ctl1 running, ctl3 all of them. The first two stop cleanly: RabbitMQ
+	// 3.10 can lose a quorum queue member's registration when every
+	// member is killed (docs/limits.md), which no recovery can mend.
+	stop("ctl3")
 	waitSeen("ctl3")
-	kill("ctl2")
+	stop("ctl2")
 	waitSeen("ctl2")
 	kill("ctl1")
 	for _, n := range []string{"ctl1", "ctl2", "ctl3"} {
@@ -167,23 +182,32 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 	}
 
 	// Every confirmed message is there, read through ctl3. A client
-	// whose call fails opens its channel again, as services do.
-	conn, err := amqp.Dial(url(ctls[2]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// whose call fails connects again, as services do; recover said the
+	// queues have a leader, so this must not take long.
 	seen := map[string]bool{}
+	var conn *amqp.Connection
 	var ch *amqp.Channel
-	for deadline := time.Now().Add(60 * time.Second); len(seen) < published; {
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	readStart := time.Now()
+	for deadline := time.Now().Add(90 * time.Second); len(seen) < published; {
 		if ch == nil {
-			if ch, err = conn.Channel(); err != nil {
+			if conn != nil {
+				conn.Close()
+			}
+			if conn, err = amqp.Dial(url(ctls[2])); err == nil {
+				ch, err = conn.Channel()
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
 		m, ok, err := ch.Get(queue, true)
 		if err != nil {
-			t.Logf("basic.get: %v", err)
+			t.Logf("basic.get after %s: %v", time.Since(readStart).Round(time.Millisecond), err)
 			if time.Now().After(deadline) {
 				t.Fatal("the queue does not answer")
 			}
@@ -196,6 +220,7 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 		}
 		seen[m.MessageId] = true
 	}
+	t.Logf("read %d messages in %s after the recovery", len(seen), time.Since(readStart).Round(time.Millisecond))
 	var lost []string
 	for i := range published {
 		if !seen[strconv.Itoa(i)] {

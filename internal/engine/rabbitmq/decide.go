@@ -305,7 +305,9 @@ func DecideForget(views []ForgetView, members []string, forget []string, yes boo
 
 // QueueMembers is one quorum queue's replicas.
 type QueueMembers struct {
-	Name    string
+	Name    string // vhost/name, for messages
+	VHost   string
+	QName   string
 	Members []string
 	// Leader and Online are as the management API reports them.
 	Leader string
@@ -352,4 +354,19 @@ func QueueRepairs(queues []QueueMembers, running, lost []string) (shrink, grow [
 	slices.Sort(shrink)
 	slices.Sort(grow)
 	return shrink, grow
+}
+
+// raftHasLeader reports whether the output of 'rabbitmq-queues
+// quorum_status' shows a member whose Raft state is leader: a queue
+// answers only then. The management API's leader field is what the queue's
+// record says, which can name a member that lost its state.
+func raftHasLeader(out string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		for _, f := range strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '|' || r == '│' }) {
+			if f == "leader" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -177,3 +177,19 @@ func TestQueuesNotReady(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestRaftHasLeader(t *testing.T) {
+	// As rabbitmq-queues 3.10 prints it without a terminal.
+	out := "Status of quorum queue q on node rabbit@ctl1 ...\n" +
+		"\x1b(0x\x1b(B Node Name   \x1b(0x\x1b(B Raft State \x1b(0x\x1b(B Log Index \x1b(0x\x1b(B\n" +
+		"\x1b(0x\x1b(B rabbit@ctl1 \x1b(0x\x1b(B follower   \x1b(0x\x1b(B 205       \x1b(0x\x1b(B\n"
+	if raftHasLeader(out) {
+		t.Error("followers only: a leader found")
+	}
+	if !raftHasLeader(out + "\x1b(0x\x1b(B rabbit@ctl3 \x1b(0x\x1b(B leader     \x1b(0x\x1b(B 205       \x1b(0x\x1b(B\n") {
+		t.Error("leader not found")
+	}
+	if !raftHasLeader("│ rabbit@ctl3 │ leader │ 205 │") {
+		t.Error("leader not found in a box-drawn table")
+	}
+}

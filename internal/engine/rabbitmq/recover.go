@@ -400,16 +400,19 @@ func queueRepairStep(e *env, via *facts, wave int, lost []string) plan.Step {
 }
 
 // queuesReady waits until every quorum queue has a leader and every
-// member online: only then do its messages flow again.
+// member online as the management API says, then until the Raft members
+// of the queues (up to raftChecked of them) elected a leader for real
+// ('rabbitmq-queues quorum_status'): only then do messages flow again.
+// The API's leader is the queue record's, which can still name a member
+// that lost its state (a rebuilt node).
 func queuesReady(ctx context.Context, e *env, via *facts) error {
 	start := time.Now()
-	var n int
+	var queues []QueueMembers
 	err := plan.WaitFor(ctx, "every quorum queue with a leader and every member online", 2*time.Minute, func(ctx context.Context) (bool, string) {
-		queues, err := e.api(via.n).quorumQueues(ctx)
-		if err != nil {
+		var err error
+		if queues, err = e.api(via.n).quorumQueues(ctx); err != nil {
 			return false, err.Error()
 		}
-		n = len(queues)
 		if bad := QueuesNotReady(queues); len(bad) > 0 {
 			return false, strings.Join(bad, "; ")
 		}
@@ -418,11 +421,43 @@ func queuesReady(ctx context.Context, e *env, via *facts) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", via.n.Name, err)
 	}
-	if n > 0 {
-		e.say(via.n.Name, "every quorum queue (%d) has a leader and every member online (%s)", n, time.Since(start).Round(time.Millisecond))
+	if len(queues) == 0 {
+		return nil
 	}
+	checked := queues
+	if len(checked) > raftChecked {
+		checked = checked[:raftChecked]
+	}
+	for _, q := range checked {
+		var last string
+		err := plan.WaitFor(ctx, "quorum queue "+q.Name+" to elect a leader", 2*time.Minute, func(ctx context.Context) (bool, string) {
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			res, err := via.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmq-queues", "quorum_status", "--vhost", q.VHost, q.QName}})
+			if err != nil {
+				return false, err.Error()
+			}
+			last = string(res.Stdout)
+			if !raftHasLeader(last) {
+				return false, "no member is leader yet"
+			}
+			return true, ""
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w. Members that stay followers at term 0 with log index 0 came back as new members: RabbitMQ 3.10 lost their registration (names.dets) when they were killed, and the queue's messages sit unused in their old folders under quorum/ (a known RabbitMQ problem, rabbitmq-server#15725); hastack cannot mend that: the queue must be deleted and declared again. rabbitmq-queues quorum_status said:\n%s", via.n.Name, err, last)
+		}
+	}
+	what := fmt.Sprintf("every quorum queue (%d)", len(queues))
+	if len(checked) < len(queues) {
+		what = fmt.Sprintf("the quorum queues (%d; the Raft leader asked of the first %d)", len(queues), len(checked))
+	}
+	e.say(via.n.Name, "%s: a leader elected and every member online (%s)", what, time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// raftChecked bounds the quorum queues whose Raft leader is asked with
+// one CLI call each (an Erlang VM boots for every call, about a second).
+const raftChecked = 20
 
 // quorumQueues lists the quorum queues with their members.
 func (m *mgmt) quorumQueues(ctx context.Context) ([]QueueMembers, error) {
@@ -433,7 +468,7 @@ func (m *mgmt) quorumQueues(ctx context.Context) ([]QueueMembers, error) {
 	var out []QueueMembers
 	for _, q := range qs {
 		if q.Type == "quorum" {
-			out = append(out, QueueMembers{Name: q.VHost + "/" + q.Name, Members: q.Members, Leader: q.Leader, Online: q.Online})
+			out = append(out, QueueMembers{Name: q.VHost + "/" + q.Name, VHost: q.VHost, QName: q.Name, Members: q.Members, Leader: q.Leader, Online: q.Online})
 		}
 	}
 	return out, nil
