@@ -73,6 +73,18 @@ func planRecover(ctx context.Context, t *plan.Target, o RecoverOptions) ([]plan.
 	if !running {
 		return planFullStart(e, all, reach, o)
 	}
+	if o.BootNode != "" {
+		var up []string
+		for _, f := range reach {
+			if f.running {
+				up = append(up, f.n.Name)
+			}
+		}
+		return nil, &plan.Refusal{
+			Problem: fmt.Sprintf("--boot-node %s: a broker runs on %s, so there is no full stop to start", o.BootNode, strings.Join(up, ", ")),
+			Remedy:  "run 'hastack recover rabbitmq' without --boot-node: the stopped members join the running ones",
+		}
+	}
 	if len(reach) == len(all) {
 		// Every controller answers: the plan of 'up', and the quorum queues'
 		// membership after it.
