@@ -60,14 +60,16 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 	url := func(n spec.Node) string {
 		return fmt.Sprintf("amqp://%s:%s@%s/%s", r.User, store.Get(secrets.RabbitServicePassword), net.JoinHostPort(n.Address, strconv.Itoa(r.Port)), strings.TrimPrefix(r.VHost, "/"))
 	}
-	const queue, published = "hastack.recover.test", 200
-	// Publish with confirms through ctl1: a confirmed message lives on a
-	// majority of the quorum queue's members.
-	{
-		conn, err := amqp.Dial(url(ctls[0]))
+	const queue = "hastack.recover.test"
+	// publish publishes ids [from, to) with confirms through n: a
+	// confirmed message lives on a majority of the quorum queue's members.
+	publish := func(n spec.Node, from, to int) {
+		t.Helper()
+		conn, err := amqp.Dial(url(n))
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer conn.Close()
 		ch, err := conn.Channel()
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +81,8 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		for i := range published {
+		defer cancel()
+		for i := from; i < to; i++ {
 			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: strconv.Itoa(i), Body: []byte("m" + strconv.Itoa(i))})
 			if err != nil {
 				t.Fatal(err)
@@ -88,9 +91,61 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 				t.Fatalf("message %d not confirmed: %v", i, err)
 			}
 		}
-		cancel()
-		conn.Close()
 	}
+	// readAll reads the queue empty through n and fails the test unless
+	// every id of [from, to) was there. A client whose call fails connects
+	// again, as services do.
+	readAll := func(n spec.Node, from, to int) {
+		t.Helper()
+		seen := map[string]bool{}
+		var conn *amqp.Connection
+		var ch *amqp.Channel
+		var err error
+		defer func() {
+			if conn != nil {
+				conn.Close()
+			}
+		}()
+		readStart := time.Now()
+		for deadline := time.Now().Add(90 * time.Second); ; {
+			if ch == nil {
+				if conn != nil {
+					conn.Close()
+				}
+				if conn, err = amqp.Dial(url(n)); err == nil {
+					ch, err = conn.Channel()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, ok, err := ch.Get(queue, true)
+			if err != nil {
+				t.Logf("basic.get after %s: %v", time.Since(readStart).Round(time.Millisecond), err)
+				if time.Now().After(deadline) {
+					t.Fatal("the queue does not answer")
+				}
+				ch = nil
+				time.Sleep(time.Second)
+				continue
+			}
+			if !ok {
+				break
+			}
+			seen[m.MessageId] = true
+		}
+		t.Logf("read %d messages through %s in %s", len(seen), n.Name, time.Since(readStart).Round(time.Millisecond))
+		var lost []string
+		for i := from; i < to; i++ {
+			if !seen[strconv.Itoa(i)] {
+				lost = append(lost, strconv.Itoa(i))
+			}
+		}
+		if len(lost) > 0 {
+			t.Fatalf("%d of %d confirmed messages lost: %v", len(lost), to-from, lost)
+		}
+	}
+	publish(ctls[0], 0, 200)
 
 	exec := func(n string, argv ...string) (string, int) {
 		t.Helper()
@@ -181,60 +236,36 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 		}
 	}
 
-	// Every confirmed message is there, read through ctl3. A client
-	// whose call fails connects again, as services do; recover said the
-	// queues have a leader, so this must not take long.
-	seen := map[string]bool{}
-	var conn *amqp.Connection
-	var ch *amqp.Channel
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
-	readStart := time.Now()
-	for deadline := time.Now().Add(90 * time.Second); len(seen) < published; {
-		if ch == nil {
-			if conn != nil {
-				conn.Close()
-			}
-			if conn, err = amqp.Dial(url(ctls[2])); err == nil {
-				ch, err = conn.Channel()
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		m, ok, err := ch.Get(queue, true)
-		if err != nil {
-			t.Logf("basic.get after %s: %v", time.Since(readStart).Round(time.Millisecond), err)
-			if time.Now().After(deadline) {
-				t.Fatal("the queue does not answer")
-			}
-			ch = nil
-			time.Sleep(time.Second)
-			continue
-		}
-		if !ok {
-			break
-		}
-		seen[m.MessageId] = true
-	}
-	t.Logf("read %d messages in %s after the recovery", len(seen), time.Since(readStart).Round(time.Millisecond))
-	var lost []string
-	for i := range published {
-		if !seen[strconv.Itoa(i)] {
-			lost = append(lost, strconv.Itoa(i))
-		}
-	}
-	if len(lost) > 0 {
-		t.Fatalf("%d of %d confirmed messages lost after the recovery: %v", len(lost), published, lost)
-	}
+	// Every confirmed message is there, read through ctl3.
+	readAll(ctls[2], 0, 200)
 
 	// A member that still answers is not forgotten.
 	if _, e, code := run("recover", "rabbitmq", "--forget", "ctl3"); code != 1 || !strings.Contains(e, "ctl3 still answers") {
 		t.Errorf("--forget of a running member: exit %d, want a refusal", code)
 	}
+	// ctl3 lost for good, its broker stopped: forgotten, its database
+	// moved aside; the next recover starts it as a new member and grows
+	// the quorum queue onto it. Messages confirmed before are all there.
+	publish(ctls[0], 200, 250)
+	stop("ctl3")
+	o, _, code = run("recover", "rabbitmq", "--forget", "ctl3")
+	if code != 0 || !strings.Contains(o, "rabbitmqctl forget_cluster_node rabbit@ctl3") || !strings.Contains(o, "move rabbit@ctl3's database aside") {
+		t.Fatalf("--forget ctl3: exit %d", code)
+	}
+	o, _, code = run("recover", "rabbitmq")
+	if code != 0 || !strings.Contains(o, "rabbitmq-queues grow rabbit@ctl3 all") {
+		t.Fatalf("recover after the forget: exit %d, want ctl3 started and the queue grown onto it", code)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(2 * time.Second) {
+		o, _, code = runIn(t, dir, "", "status")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the rejoin: exit %d\n%s", code, o)
+		}
+	}
+	readAll(ctls[2], 200, 250)
 	// Healthy: nothing to do.
 	if o, _, code := run("recover", "rabbitmq"); code != 0 || !strings.Contains(o, "nothing to do") {
 		t.Errorf("recover on a healthy cluster: exit %d", code)

@@ -279,7 +279,7 @@ func planForget(ctx context.Context, e *env, all []*facts, o RecoverOptions) ([]
 	for _, host := range d.Wipe {
 		f := byName[host]
 		steps = append(steps, plan.Step{Host: host, Wave: 1,
-			Action: fmt.Sprintf("stop the broker if it runs, move %s's database aside (%s*): forgotten, it would not boot with it; with none it joins again as a new member on the next 'hastack up'", NodeName(f.n), mnesiaDir(f.n)),
+			Action: fmt.Sprintf("stop the broker if it runs, move %s's database aside (%s*): forgotten, it would not boot with it; with none it joins again as a new member on the next 'hastack recover rabbitmq' (or 'hastack up')", NodeName(f.n), mnesiaDir(f.n)),
 			Do: func(ctx context.Context) error {
 				if f.running {
 					// A hung broker, forgotten with --yes: stopped first
