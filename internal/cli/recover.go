@@ -143,11 +143,12 @@ func newRecoverRabbitMQ(s Streams) *cobra.Command {
   - a controller that cannot be reached, the others running: they are left
     running, stopped ones started; --forget NODE removes a member gone for
     good (rabbitmqctl forget_cluster_node), refused while its broker
-    answers; a reachable forgotten node's database is moved aside so it
-    joins again as a new member on the next 'up'.
+    answers (a hung broker only with --yes); a reachable forgotten node's
+    database is moved aside, so the next 'recover rabbitmq' (or 'up')
+    starts it as a new member.
   - after each: every quorum queue shrunk off forgotten members and grown
     onto every running controller that lacks a replica (rabbitmq-queues
-    shrink/grow).
+    shrink/grow); done once every quorum queue has a Raft leader.
 
 On a healthy cluster with complete quorum queues it has nothing to do.`,
 		Example: `  hastack recover rabbitmq
