@@ -15,6 +15,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +66,9 @@ type Target struct {
 	// ServiceUsers are the OpenStack services' database users to look
 	// for (none: not checked).
 	ServiceUsers []galera.ServiceUser
+	// SpecPath is the spec's file, beside which an interrupted recovery
+	// leaves its record ("": only the controllers are looked at).
+	SpecPath string
 }
 
 // Options tune the measurements. The zero value is what 'hastack check'
@@ -173,9 +177,12 @@ func Run(ctx context.Context, t Target, o Options) Report {
 	// and that costs the connect timeout).
 	dbs := make(chan []Result, 1)
 	go func() { dbs <- judgeServiceDatabases(ctx, t, o) }()
+	recs := make(chan Result, 1)
+	go func() { recs <- judgeRecoveryRecords(ctx, t) }()
 	f := g.gather(ctx)
 	results := judge(t.Cluster, f, o)
 	results = append(results, <-dbs...)
+	results = append(results, <-recs)
 	return Report{Results: results, Duration: time.Since(start), Calls: calls.Load()}
 }
 
@@ -201,4 +208,20 @@ func judge(c *spec.Cluster, f *facts, o Options) []Result {
 		}
 	}
 	return out
+}
+
+// judgeRecoveryRecords warns of a recovery record left by an interrupted
+// recovery ('hastack recover galera' resumes it).
+func judgeRecoveryRecords(ctx context.Context, t Target) Result {
+	r := Result{Node: ClusterNode, Check: "recovery records", Limit: "none left by an interrupted recovery", Status: OK, Value: "none"}
+	ctls := map[string]node.Node{}
+	for _, n := range t.Cluster.Controllers() {
+		if nd := t.Nodes[n.Name]; nd != nil {
+			ctls[n.Name] = nd
+		}
+	}
+	if left := galera.LeftoverRecords(ctx, t.SpecPath, ctls); len(left) > 0 {
+		r.Status, r.Value, r.Detail = Warn, fmt.Sprintf("%d left by an interrupted Galera recovery", len(left)), strings.Join(left, "; ")
+	}
+	return r
 }

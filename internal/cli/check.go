@@ -48,7 +48,7 @@ Exit 0 when nothing fails (warnings included), 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			r := check.Run(cmd.Context(), check.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers()}, check.Options{})
+			r := check.Run(cmd.Context(), check.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers(), SpecPath: t.SpecPath}, check.Options{})
 			if output == "json" {
 				enc := json.NewEncoder(s.Out)
 				enc.SetIndent("", "  ")

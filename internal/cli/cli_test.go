@@ -99,6 +99,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"init", "--controllers", "0", "-o", "-"}, 2},
 		{[]string{"--help"}, 0},
 		{[]string{"init", "--controllers", "x"}, 2},
+		{[]string{"recover", "rabbitmq", "extra-arg"}, 2},
+		{[]string{"recover", "rabbitmq", "--no-such-flag"}, 2},
+		{[]string{"recover", "rabbitmq", "-f", "missing.yaml"}, 1},
 		// Runtime errors whose words cobra's usage errors also use: an
 		// EINVAL from the kernel ("invalid argument"), a file named
 		// "accepts ...". They are failures (1), not usage (2).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hastack/hastack/internal/deploy"
 	"github.com/hastack/hastack/internal/engine/galera"
+	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
 )
@@ -16,15 +17,17 @@ import (
 func newRecover(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "recover",
-		Short: "Bring back an engine that lost its cluster: galera",
+		Short: "Bring back an engine that lost its cluster: galera, rabbitmq",
 		Long: `Explicit recovery, for the cases 'up' rightly refuses to decide alone.
 Each recovery says what it found on every node, what it chose and why, and
 writes its decision down before it acts, so that an interrupted recovery
 resumes with the same choice.`,
 		Example: `  hastack recover galera
-  hastack recover galera --bootstrap-node ctl2 --yes`,
+  hastack recover galera --bootstrap-node ctl2 --yes
+  hastack recover rabbitmq
+  hastack recover rabbitmq --forget ctl3`,
 	}
-	cmd.AddCommand(newRecoverGalera(s))
+	cmd.AddCommand(newRecoverGalera(s), newRecoverRabbitMQ(s))
 	return cmd
 }
 
@@ -73,13 +76,7 @@ refusals.`,
 				return err
 			}
 			ctx := cmd.Context()
-			var ctls []node.Node
-			for _, n := range c.Controllers() {
-				ctls = append(ctls, t.Node(n.Name))
-			}
-			lock, err := deploy.AcquireLock(ctx, ctls, deploy.Me("recover galera"), breakLock, func(format string, a ...any) {
-				fmt.Fprintf(s.Out, "[lock] "+format+"\n", a...)
-			})
+			lock, err := clusterLock(ctx, s, t, "recover galera", breakLock)
 			if err != nil {
 				return err
 			}
@@ -104,6 +101,94 @@ refusals.`,
 	lf.add(cmd.Flags())
 	cmd.Flags().StringVar(&o.BootstrapNode, "bootstrap-node", "", "bootstrap from this controller instead of the most advanced one")
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "confirm that unreachable controllers are gone for good, and accept what a named node lacks")
+	cmd.Flags().BoolVar(&breakLock, "break-lock", false, "remove another hastack's cluster lock first (only when that run is gone for good)")
+	return cmd
+}
+
+// clusterLock takes the cluster lock on the controllers for a recovery.
+func clusterLock(ctx context.Context, s Streams, t *plan.Target, what string, breakLock bool) (*deploy.Lock, error) {
+	var ctls []node.Node
+	for _, n := range t.Cluster.Controllers() {
+		ctls = append(ctls, t.Node(n.Name))
+	}
+	return deploy.AcquireLock(ctx, ctls, deploy.Me(what), breakLock, func(format string, a ...any) {
+		fmt.Fprintf(s.Out, "[lock] "+format+"\n", a...)
+	})
+}
+
+func newRecoverRabbitMQ(s Streams) *cobra.Command {
+	var file string
+	var o rabbitmq.RecoverOptions
+	var lf labFlags
+	var breakLock bool
+	cmd := &cobra.Command{
+		Use:   "rabbitmq",
+		Short: "Heal a RabbitMQ partition, start a fully stopped cluster, forget a lost member",
+		Long: `For a RabbitMQ cluster that does not come back by itself:
+
+  - a partition that did not heal (a controller hung past net_ticktime, then
+    resumed): the minority side's application is restarted so that it
+    rejoins the majority, as 'up' does (the same code): with quorum queues,
+    a clear minority and every broker running; otherwise refused, naming
+    the minority side.
+  - every broker stopped: the member that stopped last (it saw every other
+    stop: its nodes_running_at_shutdown lists only itself) starts first,
+    alone, and the others load from it; members that stopped together start
+    together. When every member that can start waits for one that cannot
+    be reached (or was rebuilt blank), it refuses: that one stopped last.
+    With --yes (it is gone for good), the last of the others to stop is
+    forced to boot without it (rabbitmqctl force_boot), and it says so;
+    --boot-node NODE names another node to start first (--yes when it must
+    be forced).
+  - a controller that cannot be reached, the others running: they are left
+    running, stopped ones started; --forget NODE removes a member gone for
+    good (rabbitmqctl forget_cluster_node), refused while its broker
+    answers (a hung broker only with --yes); a reachable forgotten node's
+    database is moved aside, so the next 'recover rabbitmq' (or 'up')
+    starts it as a new member.
+  - after each: every quorum queue shrunk off forgotten members and grown
+    onto every running controller that lacks a replica (rabbitmq-queues
+    shrink/grow); done once every quorum queue has a Raft leader.
+
+On a healthy cluster with complete quorum queues it has nothing to do.`,
+		Example: `  hastack recover rabbitmq
+  hastack recover rabbitmq --yes                 # the node that stopped last is gone for good
+  hastack recover rabbitmq --boot-node ctl2 --yes
+  hastack recover rabbitmq --forget ctl3         # ctl3 is gone for good`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadSpec(file, s.Err)
+			if err != nil {
+				return err
+			}
+			t, store, err := target(c, file, lf.quiet())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			lock, err := clusterLock(ctx, s, t, "recover rabbitmq", breakLock)
+			if err != nil {
+				return err
+			}
+			defer lock.Release(context.WithoutCancel(ctx))
+			start := time.Now()
+			rep, err := deploy.Run(ctx, t, []plan.Phase{deploy.Secrets(store), rabbitmq.RecoverPhase(o)}, deploy.Options{Out: s.Out})
+			if err != nil {
+				return err
+			}
+			if rep.Steps == 0 {
+				fmt.Fprintf(s.Out, "recover rabbitmq: nothing to do: every controller's broker runs in one cluster, no partition, every quorum queue complete (%s)\n", time.Since(start).Round(time.Millisecond))
+				return nil
+			}
+			fmt.Fprintf(s.Out, "recover rabbitmq: done in %s; run 'hastack status' to see the whole layer\n", time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	addSpecFlag(cmd, &file)
+	lf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&o.Yes, "yes", false, "confirm that the controllers that cannot be reached (or were rebuilt blank) are gone for good: force the last of the others to boot without them")
+	cmd.Flags().StringVar(&o.BootNode, "boot-node", "", "after a full stop, start this controller first (forced to boot without its peers when it must be; then --yes)")
+	cmd.Flags().StringSliceVar(&o.Forget, "forget", nil, "remove this member, gone for good, from the cluster and its quorum queues (repeatable)")
 	cmd.Flags().BoolVar(&breakLock, "break-lock", false, "remove another hastack's cluster lock first (only when that run is gone for good)")
 	return cmd
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func statusTarget(t *plan.Target) status.Target {
-	return status.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers()}
+	return status.Target{Cluster: t.Cluster, Nodes: t.Nodes, Secrets: t.Secrets, ServiceUsers: serviceUsers(), SpecPath: t.SpecPath}
 }
 
 // verifyPhase is the last phase of 'up': the status must be healthy. A

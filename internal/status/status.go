@@ -42,6 +42,9 @@ type Report struct {
 	Healthy  bool     `json:"healthy"`
 	Verdict  string   `json:"verdict"`
 	Problems []string `json:"problems,omitempty"`
+	// Notes are what an operator should know that does not change the
+	// verdict: a recovery record left by an interrupted recovery.
+	Notes    []string `json:"notes,omitempty"`
 	Services Services `json:"services"`
 	// Bus is the RabbitMQ cluster as one node's management API sees it:
 	// queues, users, missing members.
@@ -113,6 +116,9 @@ type Target struct {
 	// ServiceUsers are the OpenStack services' database users to look
 	// for (none: not looked for).
 	ServiceUsers []galera.ServiceUser
+	// SpecPath is the spec's file, beside which an interrupted recovery
+	// leaves its record ("": only the controllers are looked at).
+	SpecPath string
 }
 
 // Collect probes everything in parallel and judges the result.
@@ -162,6 +168,15 @@ func Collect(ctx context.Context, t Target) Report {
 	}
 	goDo(func() {
 		rabbit = probeRabbit(ctx, t)
+	})
+	goDo(func() {
+		ctlNodes := map[string]node.Node{}
+		for _, n := range ctls {
+			if nd := t.Nodes[n.Name]; nd != nil {
+				ctlNodes[n.Name] = nd
+			}
+		}
+		r.Notes = galera.LeftoverRecords(ctx, t.SpecPath, ctlNodes)
 	})
 	goDo(func() {
 		writer, writerErr = vipWriter(ctx, t, dbPass)

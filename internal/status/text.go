@@ -79,6 +79,12 @@ func (r Report) WriteText(w io.Writer, cluster string) error {
 			fmt.Fprintf(tw, "  - %s\n", p)
 		}
 	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(tw, "notes:")
+		for _, n := range r.Notes {
+			fmt.Fprintf(tw, "  - %s\n", n)
+		}
+	}
 	return tw.Flush()
 }
 

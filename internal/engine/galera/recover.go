@@ -285,3 +285,40 @@ func positions(ctx context.Context, t *plan.Target, facts []*nodeFacts) []Positi
 	})
 	return out
 }
+
+// LeftoverRecords describes every recovery record present, here (beside
+// specPath, when set) and on the controllers: a record outlives its
+// recovery only when that recovery was interrupted. Each line says where
+// the record is and what it decided. A controller that cannot be read in
+// time is left out: status and check report it on their own.
+func LeftoverRecords(ctx context.Context, specPath string, ctls map[string]node.Node) []string {
+	describe := func(where string, data []byte) string {
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Sprintf("%s: a Galera recovery record that cannot be read (%v)", where, err)
+		}
+		return fmt.Sprintf("%s: a Galera recovery decided at %s to bootstrap from %s (%s) did not finish; 'hastack recover galera' resumes it, and removes the record once every node runs", where, r.Decided.Format(time.RFC3339), r.Chosen, r.Why)
+	}
+	var out []string
+	if specPath != "" {
+		if data, err := os.ReadFile(RecordPath(specPath)); err == nil {
+			out = append(out, describe(RecordPath(specPath), data))
+		}
+	}
+	names := sortedKeys(ctls)
+	found := make([]string, len(names))
+	_ = plan.ForEach(ctx, names, func(ctx context.Context, name string) error {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if data, err := ctls[name].ReadFile(rctx, NodeRecordPath); err == nil {
+			found[slices.Index(names, name)] = describe(name+":"+NodeRecordPath, data)
+		}
+		return nil
+	})
+	for _, f := range found {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -51,6 +51,9 @@ type facts struct {
 	// statsDead: the broker runs but its management statistics process
 	// does not (statsStep).
 	statsDead bool
+	// unreachable is why the host could not be asked at all ('recover
+	// rabbitmq' only; 'up' fails on such a host); no other fact is known.
+	unreachable error
 }
 
 func (f *facts) answers() bool { return f.running && f.apiErr == nil }

@@ -19,8 +19,8 @@ import (
 func refuseUnsafe(e *env, all []*facts) error {
 	var errs []error
 	want := map[string]bool{}
-	for _, f := range all {
-		want[NodeName(f.n)] = true
+	for _, c := range e.ctls {
+		want[NodeName(c)] = true
 	}
 	// Nodes in one cluster share one member list. Group the answering
 	// nodes by theirs; more than one group means separate clusters.
@@ -155,7 +155,7 @@ func deadlockedStart(all []*facts) error {
 	}
 	return &plan.Refusal{
 		Problem: fmt.Sprintf("no broker runs, and %s at boot for %s, which they last saw running but which has no data now (rebuilt, wiped, or no longer a controller), so it cannot come up before them: they would wait 5 minutes and fail", who, strings.Join(gone, ", ")),
-		Remedy:  fmt.Sprintf("if that data is gone for good, let one of them boot without waiting: on %s (the one that stopped last, if you know it) run 'rabbitmqctl force_boot', then run 'hastack up' again", stuck[0]),
+		Remedy:  fmt.Sprintf("if that data is gone for good, 'hastack recover rabbitmq --yes' forces the one of them that stopped last to boot without waiting (rabbitmqctl force_boot) and starts the others; by hand: on %s (the one that stopped last, if you know it) run 'rabbitmqctl force_boot', then run 'hastack up' again", stuck[0]),
 	}
 }
 

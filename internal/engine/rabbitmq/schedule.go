@@ -127,5 +127,5 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 	default:
 		return steps, wave, false
 	}
-	return append(steps, checkStep(e, host, nil, wave)), wave + 1, true
+	return append(steps, checkStep(e, host, nil, wave, maps.Clone(up))), wave + 1, true
 }

@@ -58,6 +58,7 @@ const (
 	startRestart                      // a running member restarted for its new configuration
 	startTogether                     // a former member started with the others after a full stop
 	startFormTogether                 // blank nodes of RabbitMQ 4 forming the cluster at once
+	startAlone                        // a former member that boots first, alone (it stopped last, or was forced)
 )
 
 // startStep starts (or restarts) the broker on one node and waits until it
@@ -85,6 +86,9 @@ func startStep(e *env, f *facts, wave int, how startHow, expect map[string]bool,
 		then = "wait until it is back in the cluster with " + strings.Join(e.nodeNames(expect, n.Name), ", ")
 	case startTogether:
 		then = "with the other former members at once (each waits for the others at boot); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
+		timeout = fullRestartTimeout
+	case startAlone:
+		then = "alone, first: it loads its database without waiting for its peers; wait until its management API answers"
 		timeout = fullRestartTimeout
 	case startFormTogether:
 		then = "with the other blank nodes at once (RabbitMQ 4's peer discovery waits for every listed node); wait until " + strings.Join(e.nodeNames(expect, ""), ", ") + " run"
@@ -378,11 +382,11 @@ func lastLogLine(ctx context.Context, f *facts) string {
 // checkStep checks the whole cluster through one node and applies the
 // definitions where the running cluster drifted from them. fixes, known
 // when planning, go into the step's description.
-func checkStep(e *env, f *facts, fixes []string, wave int) plan.Step {
-	all := map[string]bool{}
-	for _, c := range e.ctls {
-		all[c.Name] = true
-	}
+//
+// expect is the controllers that must run in the cluster: every one for
+// 'up'; for 'recover rabbitmq', the ones that answer.
+func checkStep(e *env, f *facts, fixes []string, wave int, expect map[string]bool) plan.Step {
+	all := expect
 	action := fmt.Sprintf("check the cluster: %s running, no partition; users, vhost %s, permissions and policies as in %s; no guest user",
 		strings.Join(e.nodeNames(all, ""), ", "), e.t.Cluster.Spec.RabbitMQ.VHost, DefinitionsPath)
 	if len(fixes) > 0 {

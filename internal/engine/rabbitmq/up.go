@@ -105,38 +105,64 @@ func (e *env) api(n spec.Node) *mgmt {
 
 func (e *env) say(host, format string, a ...any) { e.t.Say("rabbitmq", host, format, a...) }
 
-func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+// newEnv renders every controller's files and returns the phase's shared
+// state and one facts entry per controller, in spec order, not gathered
+// yet. nil when the spec has no controllers.
+func newEnv(t *plan.Target) (*env, []*facts, error) {
 	ctls := t.Cluster.Controllers()
 	if len(ctls) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	e := &env{t: t, ctls: ctls, adminPassword: t.Secrets.Get(secrets.RabbitAdminPassword)}
 	var err error
 	if e.defs, err = Definitions(t.Cluster, t.Secrets); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Rendered up front, one node after the other: rendering reads the
 	// secrets too.
 	all := make([]*facts, len(ctls))
-	byName := map[string]*facts{}
 	for i, n := range ctls {
 		files, err := Renderer{}.Files(t.Cluster, n, t.Secrets)
 		if err != nil {
-			return nil, fmt.Errorf("%s: rendering: %w", n.Name, err)
+			return nil, nil, fmt.Errorf("%s: rendering: %w", n.Name, err)
 		}
 		nd := t.Node(n.Name)
 		if nd == nil {
-			return nil, fmt.Errorf("%s: no way to reach this node", n.Name)
+			return nil, nil, fmt.Errorf("%s: no way to reach this node", n.Name)
 		}
 		all[i] = &facts{n: n, nd: nd, files: files}
-		byName[n.Name] = all[i]
 	}
-	err = plan.ForEach(ctx, plan.Names(ctls), func(ctx context.Context, name string) error {
+	return e, all, nil
+}
+
+// gatherAll gathers the facts of the given controllers in parallel.
+func gatherAll(ctx context.Context, e *env, all []*facts) error {
+	byName := map[string]*facts{}
+	var names []string
+	for _, f := range all {
+		byName[f.n.Name] = f
+		names = append(names, f.n.Name)
+	}
+	return plan.ForEach(ctx, names, func(ctx context.Context, name string) error {
 		return gather(ctx, e, byName[name])
 	})
-	if err != nil {
+}
+
+func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
+	e, all, err := newEnv(t)
+	if e == nil || err != nil {
 		return nil, err
 	}
+	if err := gatherAll(ctx, e, all); err != nil {
+		return nil, err
+	}
+	return planFrom(ctx, e, all)
+}
+
+// planFrom is the phase's plan from gathered facts: refusals, a partition
+// heal, or the schedule of starts and restarts. 'up' gives it every
+// controller; 'recover rabbitmq' the ones that answer.
+func planFrom(ctx context.Context, e *env, all []*facts) ([]plan.Step, error) {
 	if err := refuseUnsafe(e, all); err != nil {
 		return nil, err
 	}
@@ -148,7 +174,7 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 		for _, f := range e.heal {
 			steps = append(steps, healStep(e, f, 0))
 		}
-		return append(steps, checkStep(e, all[0], nil, 1)), nil
+		return append(steps, checkStep(e, all[0], nil, 1, namesOf(all))), nil
 	}
 	steps, wave, checked := schedule(e, all)
 	if !checked {
@@ -159,8 +185,17 @@ func planPhase(ctx context.Context, t *plan.Target) ([]plan.Step, error) {
 			return nil, err
 		}
 		if len(fixes) > 0 {
-			steps = append(steps, checkStep(e, all[0], fixes, wave))
+			steps = append(steps, checkStep(e, all[0], fixes, wave, namesOf(all)))
 		}
 	}
 	return steps, nil
+}
+
+// namesOf is the set of the facts' controller names.
+func namesOf(all []*facts) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range all {
+		out[f.n.Name] = true
+	}
+	return out
 }
