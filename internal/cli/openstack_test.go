@@ -151,14 +151,16 @@ func TestIntegrationOpenStackClients(t *testing.T) {
 		t.Errorf("cache: hastack's settings lost %.3f of the keys with one of %g memcached killed, want about %.3f", h.MissFraction, n, 1/n)
 	}
 	if h.Errors != 0 {
-		t.Errorf("cache: %d calls raised with hastack's settings; the retry client should turn them into misses", h.Errors)
+		t.Errorf("cache: %d calls raised with hastack's settings; a dead memcached must cost misses, not errors", h.Errors)
 	}
 	if h.WorstCall >= cacheCallBound.Seconds() {
 		t.Errorf("cache: a call took %.3f s, over the bound %s", h.WorstCall, cacheCallBound)
 	}
-	if h.FoundAfterShrink < 1-1/n-0.1 {
-		t.Errorf("cache: after the dead server left the list, hastack's settings found %.3f of the keys, want about %.3f (only its keys move)", h.FoundAfterShrink, 1-1/n)
-	}
+	// The price of memcache_pool (a bounded stall; docs/openstack.md):
+	// python-memcached hashes mod N, so when the dead server is taken off
+	// the list most keys move. Measured and printed, not held to a bound:
+	// it is the cost the render documents.
+	t.Logf("cache: after the dead server left the list, hastack's settings found %.3f of the keys (mod-N hashing; consistent hashing would keep about %.3f)", h.FoundAfterShrink, 1-1/n)
 
 	t.Logf("figures (same lab, same run; 3 controllers; RabbitMQ 3.10, oslo.messaging 14.0.3; memcached 1.6, oslo.cache 3.2):")
 	for _, name := range []string{"hastack", "defaults"} {
