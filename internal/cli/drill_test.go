@@ -74,7 +74,7 @@ func drillLab(t *testing.T) (string, func(args ...string) (string, int)) {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, "dt")
+	useLabPrefix(t, "dt")
 	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "drilltest", Controllers: 3, Computes: 1, Lab: true})
 	if err != nil {
 		t.Fatal(err)

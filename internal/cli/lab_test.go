@@ -58,6 +58,7 @@ func TestIntegrationLabCommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "hastack.yaml"), []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	clearStaleLab(t, "hc")
 	flags := []string{"--state-dir", filepath.Join(dir, "state"), "--prefix", "hc"}
 	lab := func(stdin string, args ...string) (string, string, int) {
 		t.Helper()
@@ -134,7 +135,7 @@ func testLab(t *testing.T, name, prefix string, controllers, computes int, mgmt,
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, prefix)
+	useLabPrefix(t, prefix)
 	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: name, Controllers: controllers, Computes: computes, Lab: true})
 	if err != nil {
 		t.Fatal(err)
@@ -185,4 +186,25 @@ func labDownAfter(t *testing.T, dir string) {
 		}
 		runIn(t, dir, "", "lab", "down")
 	})
+}
+
+// useLabPrefix makes prefix the lab prefix of the hastack commands the test
+// runs, after removing what an interrupted earlier run of the test left
+// under that prefix (each test has a prefix of its own).
+func useLabPrefix(t *testing.T, prefix string) {
+	t.Helper()
+	t.Setenv(lab.EnvPrefix, prefix)
+	clearStaleLab(t, prefix)
+}
+
+// clearStaleLab removes a lab with this prefix whose state is gone: its
+// node processes, namespaces, links and firewall rules, found by their marks.
+func clearStaleLab(t *testing.T, prefix string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	if err := lab.Down(context.Background(), lab.Options{StateDir: t.TempDir(), Prefix: prefix, Log: t.Logf}); err != nil {
+		t.Fatalf("removing what an earlier run left under lab prefix %s: %v", prefix, err)
+	}
 }

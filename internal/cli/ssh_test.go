@@ -42,7 +42,7 @@ func TestIntegrationSSH(t *testing.T) {
 	}
 	dir := t.TempDir()
 	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, "hx")
+	useLabPrefix(t, "hx")
 	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "sshtest", Controllers: 3, Computes: 1, Lab: true})
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func TestIntegrationSystemdHostsDebian12(t *testing.T) {
 	}
 	dir := t.TempDir()
 	t.Setenv(lab.EnvStateDir, filepath.Join(dir, "state"))
-	t.Setenv(lab.EnvPrefix, "st")
+	useLabPrefix(t, "st")
 	t.Setenv(lab.EnvImageDir, systemdImageCache)
 	data, err := spec.ExampleYAML(spec.ExampleOptions{Name: "sdtest", Controllers: 3, Computes: 1, Lab: true})
 	if err != nil {

@@ -80,8 +80,8 @@ func Down(ctx context.Context, o Options) error {
 			}
 		}
 	}
-	// 3. Links: host veths vanish with their namespace; bridges carry the
-	// lab's alias.
+	// 3. Links: host veths vanish with their namespace; bridges (and the
+	// host veths of labs made since) carry the lab's alias.
 	links, err := hostLinks(ctx)
 	if err != nil {
 		errs = append(errs, err)
@@ -92,7 +92,7 @@ func Down(ctx context.Context, o Options) error {
 				// The kernel removes a veth with its namespace, a little
 				// after the namespace's last process is gone: a veth that
 				// vanished meanwhile is not an error.
-				if err := run(ctx, "ip", "link", "del", nic.HostVeth); err != nil && linkExists(ctx, nic.HostVeth) {
+				if err := run(ctx, "ip", "link", "del", nic.HostVeth); err != nil && !linkGone(ctx, nic.HostVeth, 3*time.Second) {
 					errs = append(errs, err)
 				}
 			}
@@ -100,7 +100,9 @@ func Down(ctx context.Context, o Options) error {
 	}
 	for name, l := range links {
 		if l.Alias == linkAlias(o.Prefix) {
-			if err := run(ctx, "ip", "link", "del", name); err != nil {
+			// Bridges, and host veths (which may be going already with
+			// their namespace).
+			if err := run(ctx, "ip", "link", "del", name); err != nil && !linkGone(ctx, name, 3*time.Second) {
 				errs = append(errs, err)
 			}
 		}
@@ -114,7 +116,13 @@ func Down(ctx context.Context, o Options) error {
 			}
 		}
 	}
-	// 5. Files: only what the lab writes, never the whole state folder (it
+	// 5. What a lab whose state is gone left behind, found by its marks
+	// (and what the state above did not name).
+	lo := findLeftovers(ctx, o.Prefix)
+	if err := removeLeftovers(ctx, lo); err != nil {
+		errs = append(errs, err)
+	}
+	// 6. Files: only what the lab writes, never the whole state folder (it
 	// may be an operator's choice of folder).
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("lab down: %w\nthe state in %s is kept; fix the above and run 'hastack lab down' again", err, o.StateDir)
@@ -127,8 +135,8 @@ func Down(ctx context.Context, o Options) error {
 	_ = os.Remove(o.StateDir) // only if empty
 	if st.Cluster != "" {
 		o.Log("lab %q down: %d nodes and %d networks removed", st.Cluster, len(st.Nodes), len(st.Networks))
-	} else if len(killed) > 0 {
-		o.Log("lab down: %d leftover nodes removed", len(killed))
+	} else if len(killed) > 0 || !lo.empty() {
+		o.Log("lab down: leftovers of a lab with prefix %q removed: %d node processes, %s", o.Prefix, len(killed), lo)
 	} else {
 		o.Log("no lab was up; nothing to do")
 	}

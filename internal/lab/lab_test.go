@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +51,15 @@ func integration(t *testing.T) {
 	}
 }
 
+// testOptions are the options of a test's lab. As root, what an interrupted
+// earlier run left under the prefix is removed first.
 func testOptions(t *testing.T, prefix string) Options {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if err := Down(context.Background(), Options{StateDir: t.TempDir(), Prefix: prefix, Log: t.Logf}); err != nil {
+			t.Fatalf("removing what an earlier run left under lab prefix %s: %v", prefix, err)
+		}
+	}
 	return Options{StateDir: t.TempDir(), Prefix: prefix, Log: t.Logf}
 }
 
@@ -421,6 +430,60 @@ func TestIntegrationLabRefusesWhatIsNotItsOwn(t *testing.T) {
 		}
 		if links, _ := hostLinks(ctx); links["hbbr0"].Name == "" {
 			t.Error("lab down removed a bridge that was not the lab's")
+		}
+	})
+
+	// A lab whose run was killed and whose state folder is gone: its node
+	// processes died with the run, its namespaces, veths and firewall rules
+	// stayed. lab up names them and says how to remove them; lab down in
+	// an empty folder removes them, and nothing that only shares the prefix.
+	t.Run("state lost", func(t *testing.T) {
+		o := testOptions(t, "hl")
+		c := testSpec(t, 1, 0, "10.209", "10.210")
+		l, err := Up(ctx, c, "", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := l.State()
+		for _, pid := range markedInits(o.Prefix) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitGone(pid, 10*time.Second)
+		}
+		if err := os.RemoveAll(o.StateDir); err != nil {
+			t.Fatal(err)
+		}
+		// Not the lab's: a namespace of the lab's naming with a veth pair of its own.
+		if out, err := exec.Command("sh", "-c", "ip netns add hl-foreign && ip -n hl-foreign link add a0 type veth peer name a1").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		defer exec.Command("ip", "netns", "delete", "hl-foreign").Run()
+
+		o2 := Options{StateDir: t.TempDir(), Prefix: "hl", Log: t.Logf}
+		_, err = Up(ctx, c, "", o2)
+		if err == nil {
+			Down(ctx, o2)
+			t.Fatal("lab up over a lost lab's namespaces succeeded")
+		}
+		if !strings.Contains(err.Error(), "whose state is gone") || !strings.Contains(err.Error(), "hastack lab down --prefix hl") {
+			t.Errorf("lab up does not say how to remove the lost lab: %v", err)
+		}
+		if err := Down(ctx, o2); err != nil {
+			t.Fatalf("lab down of a lost lab: %v", err)
+		}
+		assertNothingLeft(t, o2, st)
+		if _, err := os.Stat("/run/netns/hl-foreign"); err != nil {
+			t.Error("lab down removed a namespace that only shares the lab's naming")
+		}
+		if rules := markedForwardRules(ctx, "hl"); len(rules) > 0 {
+			t.Errorf("firewall rules left: %v", rules)
+		}
+		l, err = Up(ctx, c, "", o2)
+		if err != nil {
+			t.Fatalf("lab up after the lost lab was removed: %v", err)
+		}
+		_ = l
+		if err := Down(ctx, o2); err != nil {
+			t.Fatal(err)
 		}
 	})
 

@@ -47,6 +47,9 @@ func ipBatch(ctx context.Context, netns string, cmds []string) error {
 type hostLink struct {
 	Name  string `json:"ifname"`
 	Alias string `json:"ifalias"`
+	// NetnsID is the id of the namespace a veth's peer lives in (nil when
+	// the link has no peer in another namespace).
+	NetnsID *int `json:"link_netnsid"`
 }
 
 // hostLinks lists the host's network interfaces by name.

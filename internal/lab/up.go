@@ -163,6 +163,9 @@ func preflight(ctx context.Context, s State) error {
 		}
 	}
 	if len(problems) > 0 {
+		if lo := findLeftovers(ctx, s.Prefix); !lo.empty() {
+			problems = append(problems, fmt.Sprintf("these look like a lab with prefix %q whose state is gone (%s): 'hastack lab down --prefix %s --state-dir $(mktemp -d)' removes them", s.Prefix, lo, s.Prefix))
+		}
 		return fmt.Errorf("cannot make the lab, nothing was changed:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return nil
@@ -219,7 +222,8 @@ func (l *Lab) wireNICs(ctx context.Context, n NodeState) error {
 	for _, nic := range n.NICs {
 		host = append(host,
 			fmt.Sprintf("link add %s type veth peer name %s netns %s", nic.HostVeth, nic.Name, n.NetNS),
-			fmt.Sprintf("link set %s master %s up", nic.HostVeth, l.bridgeOf(nic.Network)))
+			fmt.Sprintf("link set %s master %s up", nic.HostVeth, l.bridgeOf(nic.Network)),
+			fmt.Sprintf("link set %s alias %s", nic.HostVeth, linkAlias(l.state.Prefix)))
 		if nic.Address != "" {
 			inside = append(inside, fmt.Sprintf("addr add %s/%d dev %s", nic.Address, nic.Prefix, nic.Name))
 		}

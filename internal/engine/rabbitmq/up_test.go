@@ -86,6 +86,9 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
+	if err := lab.Down(context.Background(), lab.Options{StateDir: t.TempDir(), Prefix: "hq", Log: t.Logf}); err != nil {
+		t.Fatalf("removing what an earlier run left under lab prefix hq: %v", err)
+	}
 	lo := lab.Options{StateDir: t.TempDir(), Prefix: "hq", Log: t.Logf}
 	t.Cleanup(func() {
 		if err := lab.Down(context.Background(), lo); err != nil {
