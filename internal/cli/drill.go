@@ -27,6 +27,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/lab"
+	"github.com/hastack/hastack/internal/maint"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
@@ -540,6 +541,22 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 		// drill's own lock and refuse.
 		rep, err := deploy.Run(ctx, ut, phases(ustore, bin, ut.SharedClock), deploy.Options{Out: &out})
 		return rep.Steps > 0, upActions(out.String()), err
+	}
+	env.Restart = func(ctx context.Context) ([]string, error) {
+		var log []string
+		_, err := maint.Restart(ctx, c, t.Nodes, maint.Options{
+			Status: func(ctx context.Context) status.Report { return status.Collect(ctx, statusTarget(t)) },
+			Up: func(ctx context.Context) error {
+				_, _, err := env.Up(ctx)
+				return err
+			},
+			Say: func(format string, a ...any) {
+				line := fmt.Sprintf(format, a...)
+				log = append(log, line)
+				env.Log("%s", line)
+			},
+		})
+		return log, err
 	}
 	vip := c.Spec.Database.Endpoint
 	env.DB = &hadrill.DBOptions{

@@ -244,6 +244,20 @@ func TestIntegrationDrill(t *testing.T) {
 	}
 	hs("lab", "exec", "ctl2", "--", "rm", "-f", "/var/lib/hastack/cluster.lock")
 
+	// hastack restart: a name that does not exist is a usage error and
+	// changes nothing; one broker's restart drains it first and ends
+	// healthy. (The drill's rolling-restart below restarts every node
+	// with the write and message accounting.)
+	o, e, code = runIn(t, dir, "", "restart", "--engine", "postgres")
+	if code != 2 || !strings.Contains(o+e, `no engine "postgres"`) {
+		t.Errorf("restart --engine postgres: exit %d, want 2 naming the engines:\n%s%s", code, o, e)
+	}
+	o, code = hs("restart", "--node", "ctl3", "--engine", "rabbitmq,memcached")
+	if code != 0 || !strings.Contains(o, "ctl3: RabbitMQ in maintenance mode") || !strings.Contains(o, "ctl3: RabbitMQ out of maintenance mode") || !strings.Contains(o, "status healthy") {
+		t.Errorf("restart of ctl3's broker and cache: exit %d:\n%s", code, o)
+	}
+	t.Logf("restart of ctl3's broker and cache:\n%s", o)
+
 	// Every scenario that kills something: the layer must come back.
 	report := filepath.Join(dir, "report")
 	killers := []string{"kill-db", "kill-mq", "kill-cache", "kill-node", "clock-stop", "rolling-restart", "power-loss"}

@@ -191,7 +191,7 @@ func Scenarios() []Scenario {
 			},
 		},
 		{
-			Name: "rolling-restart", Description: "stop each controller's engines gracefully in turn, 'hastack up' starts them, wait healthy, next",
+			Name: "rolling-restart", Description: "'hastack restart': each node's engines in turn, drained of their clients first (writes, VIP, RabbitMQ maintenance mode), stopped, started by 'up', wait healthy, next",
 			Breaks: "every controller's engines are restarted in turn", NoHold: true, Undo: nothing, CacheServers: AllServers,
 			Inject: rollingRestart,
 		},
@@ -219,9 +219,14 @@ func Scenarios() []Scenario {
 	}
 }
 
-// rollingRestart stops each controller's engines gracefully, lets 'up'
-// start them, and waits for status healthy before the next controller.
+// rollingRestart is 'hastack restart' (Env.Restart): every node's engines
+// in turn, each drained of its clients first. Without it (an Env made by
+// hand), each controller's engines are stopped gracefully and 'up' starts
+// them.
 func rollingRestart(ctx context.Context, f Faulter, e *Env, _ string) ([]string, error) {
+	if e.Restart != nil {
+		return e.Restart(ctx)
+	}
 	var log []string
 	for _, c := range e.Controllers {
 		for _, svc := range []string{"rabbitmq", "mariadb", "memcached"} {

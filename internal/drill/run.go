@@ -21,6 +21,10 @@ type Env struct {
 	Status func(ctx context.Context) (healthy bool, problems []string)
 	// Up runs 'hastack up': whether it changed anything, and what.
 	Up func(ctx context.Context) (acted bool, did []string, err error)
+	// Restart runs 'hastack restart' (rolling maintenance) and returns
+	// what it did; nil: the rolling-restart scenario stops and starts the
+	// engines itself.
+	Restart func(ctx context.Context) ([]string, error)
 	// Workloads; a nil option skips the workload.
 	DB *DBOptions
 	MQ *MQOptions

@@ -135,6 +135,7 @@ func Collect(ctx context.Context, t Target) Report {
 	r.Services.NTP = make([]NTPEntry, len(c.Spec.Nodes))
 	var wg sync.WaitGroup
 	var rabbit rabbitmq.Status
+	amqpOK := make([]bool, len(ctls))
 	var writer string
 	var writerErr error
 	goDo := func(f func()) {
@@ -158,6 +159,9 @@ func Collect(ctx context.Context, t Target) Report {
 		})
 		goDo(func() {
 			r.Services.Endpoint[i] = endpointEntry(ctx, t, n)
+		})
+		goDo(func() {
+			amqpOK[i] = rabbitmq.AMQPAccepts(ctx, n.Address, c.Spec.RabbitMQ.Port)
 		})
 	}
 	for i, n := range c.Spec.Nodes {
@@ -191,8 +195,8 @@ func Collect(ctx context.Context, t Target) Report {
 		})
 	}
 	wg.Wait()
-	for _, n := range ctls {
-		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit))
+	for i, n := range ctls {
+		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit, amqpOK[i], c.Spec.RabbitMQ.Port))
 	}
 	r.Bus = rabbit
 	r.Writer = writer
@@ -262,8 +266,9 @@ func speaker(sts []rabbitmq.Status, errs []error) rabbitmq.Status {
 	return sts[len(sts)-1]
 }
 
-// rabbitEntry is one controller's part of the cluster's answer.
-func rabbitEntry(n spec.Node, bus rabbitmq.Status) RabbitEntry {
+// rabbitEntry is one controller's part of the cluster's answer, and
+// whether its client port accepts connections.
+func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int) RabbitEntry {
 	e := RabbitEntry{Node: n.Name}
 	name := rabbitmq.NodeName(n)
 	found := false
@@ -283,6 +288,8 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status) RabbitEntry {
 		e.Problem = "partitioned from " + strings.Join(e.Partitions, ", ")
 	case e.MemoryAlarm || e.DiskAlarm:
 		e.Problem = "resource alarm raised: publishers are blocked"
+	case !amqpOK:
+		e.Problem = fmt.Sprintf("runs, but its client port %d does not accept connections: in maintenance mode (an interrupted 'hastack restart'; 'hastack up' takes it out), starting, or hung", port)
 	}
 	e.Healthy = e.Problem == ""
 	return e

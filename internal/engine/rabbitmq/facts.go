@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/node"
@@ -51,6 +54,10 @@ type facts struct {
 	// statsDead: the broker runs but its management statistics process
 	// does not (statsStep).
 	statsDead bool
+	// drained: the broker runs in maintenance mode (client listeners
+	// suspended, 'rabbitmq-upgrade drain'), as an interrupted 'hastack
+	// restart' leaves it: it serves no client (reviveStep).
+	drained bool
 	// unreachable is why the host could not be asked at all ('recover
 	// rabbitmq' only; 'up' fails on such a host); no other fact is known.
 	unreachable error
@@ -160,7 +167,28 @@ func gather(ctx context.Context, e *env, f *facts) error {
 		res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "whereis(rabbit_mgmt_external_stats)."}})
 		f.statsDead = err == nil && strings.TrimSpace(string(res.Stdout)) == "undefined"
 	}
+	if f.running && (f.apiErr != nil || !AMQPAccepts(ctx, f.n.Address, e.t.Cluster.Spec.RabbitMQ.Port)) {
+		// A port that does not answer: booting, or maintenance mode
+		// (which closes the management port too). Only the node can
+		// tell.
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "rabbit_maintenance:is_being_drained_local_read(node())."}})
+		cancel()
+		f.drained = err == nil && strings.TrimSpace(string(res.Stdout)) == "true"
+	}
 	return nil
+}
+
+// AMQPAccepts reports whether a broker's client port accepts a TCP
+// connection within 2 seconds.
+func AMQPAccepts(ctx context.Context, address string, port int) bool {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(address, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // ownStats reports whether the management API shows this node's own

@@ -29,7 +29,7 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			continue
 		}
 		up[f.n.Name] = true
-		if f.apiErr != nil && !f.needsRestart() {
+		if f.apiErr != nil && !f.needsRestart() && !f.drained {
 			steps = append(steps, waitStep(e, f, 1))
 			waited = append(waited, f)
 		}
@@ -114,6 +114,22 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 	}
 	if agents {
 		wave++
+	}
+
+	// A broker left in maintenance mode (an interrupted 'hastack
+	// restart') is taken out of it, unless it was just restarted (which
+	// revives it).
+	var revived []*facts
+	for _, f := range all {
+		if f.drained && !slices.Contains(touched, f) {
+			steps = append(steps, reviveStep(f, wave))
+			revived = append(revived, f)
+		}
+	}
+	if len(revived) > 0 {
+		wave++
+		// The closing check runs after it (through a revived node).
+		touched = append(touched, revived...)
 	}
 
 	// The closing check runs after any start or wait, through the node

@@ -565,3 +565,19 @@ func statsStep(e *env, f *facts, wave int) plan.Step {
 		})
 	}}
 }
+
+// reviveStep takes a broker out of maintenance mode: its client listeners
+// were suspended and its queue leaders moved away by 'rabbitmq-upgrade
+// drain' (the first step of 'hastack restart'), and nothing put it back.
+func reviveStep(f *facts, wave int) plan.Step {
+	action := fmt.Sprintf("take %s out of maintenance mode (rabbitmq-upgrade revive): it runs with its client port closed, as an interrupted 'hastack restart' leaves it, and serves no client", NodeName(f.n))
+	return plan.Step{Host: f.n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmq-upgrade", "revive"}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: rabbitmq-upgrade revive: %w", f.n.Name, err)
+		}
+		return nil
+	}}
+}
