@@ -148,3 +148,23 @@ func TestSpeaker(t *testing.T) {
 		t.Errorf("speaker with ctl1 silent: %s", got.AnsweredBy)
 	}
 }
+
+// A broker the cluster sees running whose client port refuses serves no
+// client (maintenance mode after an interrupted 'hastack restart'): it is
+// not healthy, and the problem says what to do. Its other problems come
+// first.
+func TestRabbitEntryClientPort(t *testing.T) {
+	n := spec.Node{Name: "ctl2"}
+	bus := rabbitmq.Status{AnsweredBy: "rabbit@ctl1", Nodes: []rabbitmq.NodeStatus{{Name: "rabbit@ctl2", Running: true}}}
+	if e := rabbitEntry(n, bus, true, 5672); !e.Healthy {
+		t.Errorf("port open: %+v", e)
+	}
+	e := rabbitEntry(n, bus, false, 5672)
+	if e.Healthy || !strings.Contains(e.Problem, "client port 5672 does not accept connections") || !strings.Contains(e.Problem, "'hastack up' takes it out") {
+		t.Errorf("port refused: %+v", e)
+	}
+	bus.Nodes[0].Running = false
+	if e := rabbitEntry(n, bus, false, 5672); e.Problem != "rabbit@ctl2 is not running" {
+		t.Errorf("stopped broker: %q", e.Problem)
+	}
+}

@@ -541,6 +541,7 @@ func testEnv(t *testing.T, c *spec.Cluster) *env {
 type nodeState struct {
 	running, answers, hasData bool
 	statsDead                 bool
+	drained                   bool // in maintenance mode: both ports refuse
 	changed                   []string // files whose content differs
 	apiErr                    error    // when running and not answering; default: connection refused
 }
@@ -554,7 +555,7 @@ func testFacts(t *testing.T, e *env, states map[string]nodeState) []*facts {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData, statsDead: st.statsDead}
+		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData, statsDead: st.statsDead, drained: st.drained}
 		for _, p := range st.changed {
 			i := slices.IndexFunc(files, func(f engine.File) bool { return f.Path == p })
 			if i < 0 {
@@ -641,6 +642,12 @@ func TestSchedule(t *testing.T) {
 		{"a broker whose statistics died gets its management agent back, nothing restarted",
 			map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, answers: true, hasData: true, statsDead: true}, "ctl3": healthy},
 			[]string{"2 ctl2 restart the management agent on rabbit@ctl2"}},
+		{"a broker left in maintenance mode is revived, not waited for",
+			map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, hasData: true, drained: true}, "ctl3": healthy},
+			[]string{"2 ctl2 take rabbit@ctl2 out of maintenance mode", "3 ctl2 check the cluster"}},
+		{"a broker in maintenance mode with a changed configuration is restarted, which revives it",
+			map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {running: true, hasData: true, drained: true, changed: []string{ConfigPath}}},
+			[]string{"0 ctl3 write", "2 ctl3 restart", "3 ctl3 check the cluster"}},
 		{"a broker restarted anyway needs no separate agent restart",
 			map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {running: true, answers: true, hasData: true, statsDead: true, changed: []string{ConfigPath}}},
 			[]string{"0 ctl3 write", "2 ctl3 restart", "3 ctl3 check the cluster"}},
