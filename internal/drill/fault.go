@@ -191,7 +191,7 @@ func Scenarios() []Scenario {
 			},
 		},
 		{
-			Name: "rolling-restart", Description: "'hastack restart': each node's engines in turn, drained of their clients first (writes, VIP, RabbitMQ maintenance mode), stopped, started by 'up', wait healthy, next",
+			Name: "rolling-restart", Description: "'hastack restart --engine memcached,galera,rabbitmq': each controller's engines in turn, drained of their clients first (writes, RabbitMQ maintenance mode), stopped, started by 'up', wait healthy, next",
 			Breaks: "every controller's engines are restarted in turn", NoHold: true, Undo: nothing, CacheServers: AllServers,
 			Inject: rollingRestart,
 		},
@@ -218,6 +218,10 @@ func Scenarios() []Scenario {
 		},
 	}
 }
+
+// RollingRestartEngines are the engines the rolling-restart scenario
+// restarts: those the workloads are clients of.
+var RollingRestartEngines = []string{"memcached", "galera", "rabbitmq"}
 
 // rollingRestart is 'hastack restart' (Env.Restart): every node's engines
 // in turn, each drained of its clients first. Without it (an Env made by
