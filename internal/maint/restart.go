@@ -235,7 +235,10 @@ func Restart(ctx context.Context, c *spec.Cluster, nodes map[string]node.Node, o
 		nr, err := restartNode(ctx, c, nodes, s, o)
 		res.Nodes = append(res.Nodes, nr)
 		if err != nil {
-			return res, stopped(done, steps[i+1:], fmt.Errorf("%s: %w", s.n.Name, err))
+			// The node that failed is among those left: it may not have
+			// been restarted at all (a refusal comes before anything
+			// stops), and restarting it again is harmless.
+			return res, stopped(done, steps[i:], fmt.Errorf("%s: %w", s.n.Name, err))
 		}
 		done = append(done, s.n.Name)
 	}
