@@ -549,7 +549,7 @@ func drillEnv(s Streams, c *spec.Cluster, f *drillFlags, t *plan.Target, store *
 			// (a VIP move) and chrony's are measured on their own with
 			// 'hastack restart --engine'.
 			Engines: hadrill.RollingRestartEngines,
-			Status: func(ctx context.Context) status.Report { return status.Collect(ctx, statusTarget(t)) },
+			Status:  func(ctx context.Context) status.Report { return status.Collect(ctx, statusTarget(t)) },
 			Up: func(ctx context.Context) error {
 				_, _, err := env.Up(ctx)
 				return err

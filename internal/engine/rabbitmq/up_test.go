@@ -541,7 +541,7 @@ func testEnv(t *testing.T, c *spec.Cluster) *env {
 type nodeState struct {
 	running, answers, hasData bool
 	statsDead                 bool
-	drained                   bool // in maintenance mode: both ports refuse
+	drained                   bool     // in maintenance mode: both ports refuse
 	changed                   []string // files whose content differs
 	apiErr                    error    // when running and not answering; default: connection refused
 }
