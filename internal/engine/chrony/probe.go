@@ -241,8 +241,9 @@ type Status struct {
 	Healthy bool   `json:"healthy"`
 	Problem string `json:"problem,omitempty"`
 	Node    string `json:"node"`
-	// Synchronised: the leap status is not "Not synchronised" and a source
-	// is selected ('*'). A controller serving its own clock (local or
+	// Synchronised: the leap status is not "Not synchronised" and chronyd
+	// steers by a source: one selected ('*'), or the reference it keeps
+	// while it reselects. A controller serving its own clock (local or
 	// orphan mode) is not: it still serves time, but follows nothing.
 	Synchronised bool   `json:"synchronised"`
 	Stratum      int    `json:"stratum"`
@@ -329,13 +330,24 @@ func judge(nodeName string, t Tracking, srcs []Source, maxOffset time.Duration) 
 			reachable++
 		}
 	}
+	// chronyd's own verdict is its tracking: the leap status and the
+	// reference it steers by (what 'chronyc waitsync' waits for). The '*'
+	// mark is not: when chronyd reselects (its source turned falseticker
+	// for a sample, or another one scored better), it keeps steering by
+	// the last reference and marks every source '-' until the new best one
+	// brings a fresh sample, up to that source's poll interval (64 s for
+	// an upstream server). On one machine's lab, where every clock is the
+	// same clock and the margins are microseconds, that happens often.
+	followsSource := t.ReferenceName != "" && t.ReferenceID != LocalReferenceID && t.ReferenceID != "00000000"
 	switch {
 	case selected != nil:
 		st.Reference = selected.Address
 	case t.ReferenceID == LocalReferenceID:
 		st.Reference = "local clock"
+	case followsSource:
+		st.Reference = t.ReferenceName
 	}
-	st.Synchronised = t.LeapStatus != LeapNotSynchronised && selected != nil
+	st.Synchronised = t.LeapStatus != LeapNotSynchronised && (selected != nil || followsSource)
 
 	switch {
 	case st.Synchronised && maxOffset > 0 && abs(t.SystemOffset) > maxOffset:

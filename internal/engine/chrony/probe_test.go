@@ -34,6 +34,11 @@ const (
 	capturedThreeSources  = "^,-,127.0.0.1,10,-2,377,1,0.000000041,0.000000041,0.000001933\n" +
 		"^,*,127.0.0.2,8,-2,377,1,0.000000675,0.000000689,0.000002307\n" +
 		"^,?,127.0.0.3,0,0,0,4294967295,0.000000000,0.000000000,0.000000000\n"
+	// the same three while chronyd reselects (no '*': every selectable
+	// source waits for an update),
+	capturedReselectingSources = "^,-,127.0.0.1,10,-2,377,1,0.000000041,0.000000041,0.000001933\n" +
+		"^,-,127.0.0.2,8,-2,377,1,0.000000675,0.000000689,0.000002307\n" +
+		"^,?,127.0.0.3,0,0,0,4294967295,0.000000000,0.000000000,0.000000000\n"
 	// and a client whose only server never answered.
 	capturedUnsyncedTracking = "00000000,,0,0.000000000,0.000000000,0.000000000,0.000000000,0.000,0.000,0.000,1.000000000,1.000000000,0.0,Not synchronised\n"
 	capturedUnsyncedSources  = "^,?,127.0.0.1,0,0,0,4294967295,0.000000000,0.000000000,0.000000000\n"
@@ -121,6 +126,12 @@ func TestJudge(t *testing.T) {
 		// reach for real).
 		{"sources lost, own clock", capturedLocalTracking, capturedUnsyncedSources, 0, false, false, "local clock",
 			"no source selected (0 of 1 reachable; 127.0.0.1 stratum 0 unusable): serving its own clock at stratum 10 (local/orphan mode)"},
+		// Reselecting: chronyd keeps steering by its reference and marks
+		// every source '-' until the new best one brings a sample (seen
+		// for up to a minute on the lab, where the upstream server is
+		// polled every 64 s; two captures combined). Its tracking says
+		// synchronised, and so does 'chronyc waitsync'.
+		{"reselecting, reference kept", capturedThreeTracking, capturedReselectingSources, 0, true, true, "127.0.0.2", ""},
 		{"source never answered", capturedUnsyncedTracking, capturedUnsyncedSources, 0, false, false, "",
 			"not synchronised: none of the 1 sources answers"},
 	} {
