@@ -58,6 +58,14 @@ type facts struct {
 	// suspended, 'rabbitmq-upgrade drain'), as an interrupted 'hastack
 	// restart' leaves it: it serves no client (reviveStep).
 	drained bool
+	// paused: the broker's Erlang node runs but its RabbitMQ application
+	// is stopped, and not because it boots: pause_minority stopped it
+	// during a partition and it did not start again when the partition
+	// healed (seen after a cut: Erlang's global faked a nodedown and the
+	// node's wait for the majority never ended), or someone ran
+	// 'rabbitmqctl stop_app'. It serves no client until started
+	// (resumeStep).
+	paused bool
 	// unreachable is why the host could not be asked at all ('recover
 	// rabbitmq' only; 'up' fails on such a host); no other fact is known.
 	unreachable error
@@ -168,15 +176,37 @@ func gather(ctx context.Context, e *env, f *facts) error {
 		f.statsDead = err == nil && strings.TrimSpace(string(res.Stdout)) == "undefined"
 	}
 	if f.running && (f.apiErr != nil || !AMQPAccepts(ctx, f.n.Address, e.t.Cluster.Spec.RabbitMQ.Port)) {
-		// A port that does not answer: booting, or maintenance mode
-		// (which closes the management port too). Only the node can
+		// A port that does not answer: booting, paused, or maintenance
+		// mode (which closes the management port too). Only the node can
 		// tell.
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		res, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "rabbit_maintenance:is_being_drained_local_read(node())."}})
-		cancel()
-		f.drained = err == nil && strings.TrimSpace(string(res.Stdout)) == "true"
+		f.paused = appStopped(ctx, f.nd, st)
+		if !f.paused {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			res, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "rabbit_maintenance:is_being_drained_local_read(node())."}})
+			cancel()
+			f.drained = err == nil && strings.TrimSpace(string(res.Stdout)) == "true"
+		}
 	}
 	return nil
+}
+
+// bootGrace is how long after its process started a broker whose
+// application is stopped is taken for one still booting: RabbitMQ reports
+// its boot state "stopped" until the boot begins.
+const bootGrace = 30 * time.Second
+
+// appStopped reports whether the broker's Erlang node answers and says its
+// RabbitMQ application is stopped (boot state "stopped", not "booting"),
+// well after its process started. Any doubt (no answer, a young process)
+// is a no: the broker is then waited for, as one booting.
+func appStopped(ctx context.Context, nd node.Node, st node.ServiceState) bool {
+	if st.Started.IsZero() || time.Since(st.Started) < bootGrace {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "rabbit_boot_state:get()."}})
+	return err == nil && strings.TrimSpace(string(res.Stdout)) == "stopped"
 }
 
 // AMQPAccepts reports whether a broker's client port accepts a TCP

@@ -21,7 +21,8 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 
 	// Wave 1: brokers that run but do not answer yet (booting, or waiting
 	// for their peers' tables) are waited for, not restarted: a restart
-	// would only start that wait over.
+	// would only start that wait over. A paused broker (its application
+	// stopped) would wait for ever: its application is started.
 	up := map[string]bool{} // nodes expected to run in the cluster as the waves go
 	var waited []*facts
 	for _, f := range all {
@@ -29,7 +30,12 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			continue
 		}
 		up[f.n.Name] = true
-		if f.apiErr != nil && !f.needsRestart() && !f.drained {
+		switch {
+		case f.needsRestart() || f.drained:
+		case f.paused:
+			steps = append(steps, resumeStep(e, f, 1))
+			waited = append(waited, f)
+		case f.apiErr != nil:
 			steps = append(steps, waitStep(e, f, 1))
 			waited = append(waited, f)
 		}

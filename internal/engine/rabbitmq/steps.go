@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,50 @@ func waitStep(e *env, f *facts, wave int) plan.Step {
 		Do: func(ctx context.Context) error {
 			return waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout)
 		}}
+}
+
+// resumeStep starts the RabbitMQ application of a paused broker (its
+// Erlang node runs, its application is stopped), once that node reaches a
+// majority of the controllers: the condition pause_minority itself waits
+// for before it resumes a node, checked from the node, over Erlang
+// distribution. Cut off from the majority, the node is left paused (it
+// would only wait at boot for its peers' tables): the step fails and says
+// so.
+func resumeStep(e *env, f *facts, wave int) plan.Step {
+	action := fmt.Sprintf("start the RabbitMQ application on %s (rabbitmqctl start_app): its node runs with the application stopped (paused by pause_minority during a partition and not resumed since, or stopped by hand), so it serves no client; first check from it that it reaches a majority of the controllers", NodeName(f.n))
+	return plan.Step{Host: f.n.Name, Wave: wave, Action: action, Do: func(ctx context.Context) error {
+		start := time.Now()
+		var peers []string
+		for _, c := range e.ctls {
+			peers = append(peers, "'"+NodeName(c)+"'")
+		}
+		ping := fmt.Sprintf("length([N || N <- [%s], net_adm:ping(N) =:= pong]).", strings.Join(peers, ", "))
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		res, err := f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", ping}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: asking %s which controllers it reaches: %w", f.n.Name, NodeName(f.n), err)
+		}
+		reached, err := strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
+		if err != nil {
+			return fmt.Errorf("%s: asking %s which controllers it reaches: unexpected answer %q", f.n.Name, NodeName(f.n), strings.TrimSpace(string(res.Stdout)))
+		}
+		if 2*reached <= len(e.ctls) {
+			return fmt.Errorf("%s: %s is paused and reaches only %d of the %d controllers (itself included) over Erlang distribution: it would wait at boot for its peers. Check the network between the controllers (name resolution, ports 4369 and %d), then run 'hastack up' again (a node paused by pause_minority also resumes by itself once it reaches a majority)",
+				f.n.Name, NodeName(f.n), reached, len(e.ctls), e.t.Cluster.Spec.RabbitMQ.DistPort)
+		}
+		cctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
+		_, err = f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "start_app"}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: rabbitmqctl start_app: %w%s", f.n.Name, err, logTails(ctx, f))
+		}
+		if err := waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout); err != nil {
+			return err
+		}
+		e.say(f.n.Name, "%s resumed: its application runs again (%s)", NodeName(f.n), time.Since(start).Round(time.Millisecond))
+		return nil
+	}}
 }
 
 type startHow int

@@ -232,6 +232,34 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 		t.Fatalf("plan after the fix: %d steps, want none", len(steps))
 	}
 
+	// A broker paused (its application stopped, its Erlang node up), as
+	// pause_minority leaves one that did not resume after a partition:
+	// the plan starts its application, after checking from it that it
+	// reaches the majority, instead of waiting for a boot that never
+	// comes. ctl1 started first, long enough ago not to be taken for a
+	// broker still booting.
+	ctl1Node := tg.Node("ctl1")
+	if st, err := ctl1Node.Services().Status(ctx, ServiceName); err != nil {
+		t.Fatal(err)
+	} else if wait := bootGrace - time.Since(st.Started); wait > 0 {
+		time.Sleep(wait)
+	}
+	if _, err := ctl1Node.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "stop_app"}}); err != nil {
+		t.Fatal(err)
+	}
+	steps = planSteps(t, ctx, tg)
+	if len(steps) != 2 || steps[0].Host != "ctl1" || !strings.HasPrefix(steps[0].Action, "start the RabbitMQ application on rabbit@ctl1") {
+		t.Fatalf("plan with ctl1's application stopped: %d steps, want its start_app and the check: %+v", len(steps), steps)
+	}
+	runSteps(t, ctx, steps)
+	checkCluster(t)
+	if err := amqpLogin(ctx, ctl1, r.User, store.Get(secrets.RabbitServicePassword), r.VHost); err != nil {
+		t.Errorf("AMQP login on ctl1 after its application was started again: %v", err)
+	}
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the paused broker was started: %d steps, want none", len(steps))
+	}
+
 	// A configuration change: files everywhere, then one restart at a
 	// time, each node back in the cluster before the next goes down.
 	c.Spec.RabbitMQ.NetTickTime.Duration += 5 * time.Second
@@ -542,6 +570,7 @@ type nodeState struct {
 	running, answers, hasData bool
 	statsDead                 bool
 	drained                   bool     // in maintenance mode: both ports refuse
+	paused                    bool     // the application stopped: both ports refuse
 	changed                   []string // files whose content differs
 	apiErr                    error    // when running and not answering; default: connection refused
 }
@@ -555,7 +584,7 @@ func testFacts(t *testing.T, e *env, states map[string]nodeState) []*facts {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData, statsDead: st.statsDead, drained: st.drained}
+		f := &facts{n: n, files: files, dirsOK: true, running: st.running, hasData: st.hasData, statsDead: st.statsDead, drained: st.drained, paused: st.paused}
 		for _, p := range st.changed {
 			i := slices.IndexFunc(files, func(f engine.File) bool { return f.Path == p })
 			if i < 0 {
@@ -645,6 +674,12 @@ func TestSchedule(t *testing.T) {
 		{"a broker left in maintenance mode is revived, not waited for",
 			map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, hasData: true, drained: true}, "ctl3": healthy},
 			[]string{"2 ctl2 take rabbit@ctl2 out of maintenance mode", "3 ctl2 check the cluster"}},
+		{"a paused broker (application stopped) is started, not waited for",
+			map[string]nodeState{"ctl1": {running: true, hasData: true, paused: true}, "ctl2": healthy, "ctl3": healthy},
+			[]string{"1 ctl1 start the RabbitMQ application on rabbit@ctl1", "2 ctl1 check the cluster"}},
+		{"a paused broker with a changed configuration is restarted instead",
+			map[string]nodeState{"ctl1": healthy, "ctl2": {running: true, hasData: true, paused: true, changed: []string{ConfigPath}}, "ctl3": healthy},
+			[]string{"0 ctl2 write", "2 ctl2 restart", "3 ctl2 check the cluster"}},
 		{"a broker in maintenance mode with a changed configuration is restarted, which revives it",
 			map[string]nodeState{"ctl1": healthy, "ctl2": healthy, "ctl3": {running: true, hasData: true, drained: true, changed: []string{ConfigPath}}},
 			[]string{"0 ctl3 write", "2 ctl3 restart", "3 ctl3 check the cluster"}},
