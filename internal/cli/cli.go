@@ -116,6 +116,6 @@ virtual nodes on one Linux machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInit(s), newValidate(s), newRender(s), newLab(s), newUp(s), newStatus(s), newCheck(s), newDemo(s), newAgent(s), newLint(s), newRecover(s), newDrill(s), newServe(s), newRestart(s))
+	root.AddCommand(newInit(s), newValidate(s), newRender(s), newLab(s), newUp(s), newStatus(s), newCheck(s), newDemo(s), newAgent(s), newLint(s), newRecover(s), newDrill(s), newServe(s), newRestart(s), newNode(s))
 	return root
 }

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -270,4 +272,68 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 	if o, _, code := run("recover", "rabbitmq"); code != 0 || !strings.Contains(o, "nothing to do") {
 		t.Errorf("recover on a healthy cluster: exit %d", code)
 	}
+
+	// 'node replace': ctl2 is lost for good and rebuilt under its name,
+	// its state deleted. Acknowledged database writes and confirmed
+	// messages from before are all there afterwards, read through ctl2.
+	sql := func(n, stmt string) (string, int) { return exec(n, "mariadb", "-N", "-B", "-e", stmt) }
+	if _, code := sql("ctl1", "CREATE DATABASE rp; CREATE TABLE rp.acked (id INT PRIMARY KEY)"); code != 0 {
+		t.Fatal("create table failed")
+	}
+	for i := range 50 {
+		if _, code := sql("ctl1", fmt.Sprintf("INSERT INTO rp.acked VALUES (%d)", i)); code != 0 {
+			t.Fatalf("insert %d refused", i)
+		}
+	}
+	publish(ctls[0], 300, 350)
+	// Bad input changes nothing: no such node; a healthy member that still
+	// holds its data, without --yes.
+	if _, e, code := run("node", "replace", "ctl9"); code != 2 || !strings.Contains(e, `no node "ctl9" in the spec`) {
+		t.Errorf("node replace ctl9: exit %d, want 2 naming the nodes", code)
+	}
+	if _, e, code := run("node", "replace", "ctl3"); code != 1 || !strings.Contains(e, "ctl3 still holds") || !strings.Contains(e, "--yes") {
+		t.Errorf("node replace of a healthy member without --yes: exit %d, want a refusal", code)
+	}
+	if o, _, code := runIn(t, dir, "", "status"); code != 0 {
+		t.Fatalf("status after the refused replacement: exit %d\n%s", code, o)
+	}
+	// ctl2 dies and comes back rebuilt: no broker, no database, no data.
+	for _, svc := range []string{"rabbitmq", "mariadb"} {
+		if _, _, code := runIn(t, dir, "", "lab", "fault", "kill", "ctl2", svc); code != 0 {
+			t.Fatalf("kill %s on ctl2 failed", svc)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, b := exec("ctl2", "pgrep", "-f", "beam.smp")
+		_, m := exec("ctl2", "pgrep", "-x", "mariadbd")
+		if b != 0 && m != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ctl2's engines outlived their kill")
+		}
+	}
+	if _, code := exec("ctl2", "sh", "-c", "rm -rf /var/lib/mysql/* /var/lib/rabbitmq/mnesia/rabbit@ctl2*"); code != 0 {
+		t.Fatal("wiping ctl2 failed")
+	}
+	o, _, code = run("node", "replace", "ctl2")
+	sent := regexp.MustCompile(`rejoined as a new member in \S+ \(database sent by (ctl\d)\)`).FindStringSubmatch(o)
+	if code != 0 || sent == nil {
+		t.Fatalf("node replace ctl2: exit %d, want it rejoined with the donor named", code)
+	}
+	st, _, code := runIn(t, dir, "", "status", "-o", "json")
+	if code != 0 {
+		t.Fatalf("status after the replacement: exit %d\n%s", code, st)
+	}
+	var rep struct{ Writer string }
+	if err := json.Unmarshal([]byte(st), &rep); err != nil || rep.Writer == "" {
+		t.Fatalf("status -o json: writer %q, %v", rep.Writer, err)
+	}
+	if sent[1] == rep.Writer || sent[1] == "ctl2" {
+		t.Errorf("the database was sent by %s; the writer is %s: want another controller", sent[1], rep.Writer)
+	}
+	if got, _ := sql("ctl2", "SELECT COUNT(*) FROM rp.acked"); got != "50" {
+		t.Errorf("ctl2 holds %q of 50 acknowledged writes after its replacement", got)
+	}
+	readAll(ctls[1], 300, 350)
 }

@@ -91,6 +91,11 @@ wsrep_node_address = %[1]s
 # so no SST password is stored anywhere.
 wsrep_sst_method = %[10]s
 wsrep_sst_receive_address = %[1]s:%[11]d
+# Donor preference for a full (SST) or incremental (IST) transfer: the other
+# controllers, the one HAProxy sends writes to ('balance first': the first
+# in spec order) last, so a rejoining or rebuilt node does not load the
+# writer; the trailing comma lets any node serve when none of these can.
+wsrep_sst_donor = "%[15]s"
 # gcache.size: large enough that a node down for a while rejoins by
 # incremental transfer (IST) instead of copying the whole database.
 # gcache.recover: keep the gcache across restarts, so after a full-cluster
@@ -106,8 +111,25 @@ wsrep_sst_receive_address = %[1]s:%[11]d
 wsrep_provider_options = "%[12]s"
 `, n.Address, d.Port, Socket, DataDir, d.MaxConnections, ProviderPath, d.ClusterName,
 		ClusterAddress(c), n.Name, d.SSTMethod, spec.GaleraSSTPort, strings.Join(provider, ";"),
-		d.KeepalivePeriod.Duration, d.SuspectTimeout.Duration)
+		d.KeepalivePeriod.Duration, d.SuspectTimeout.Duration, donors(c, n))
 	return []engine.File{engine.Config(ConfigPath, s)}, nil
+}
+
+// donors is wsrep_sst_donor for node n: every other controller, in reverse
+// spec order (the writer, the first controller, last), and a trailing comma
+// (any other node when none of them can serve).
+func donors(c *spec.Cluster, n spec.Node) string {
+	var out []string
+	ctls := c.Controllers()
+	for i := len(ctls) - 1; i >= 0; i-- {
+		if ctls[i].Name != n.Name {
+			out = append(out, ctls[i].Name)
+		}
+	}
+	if len(out) == 0 {
+		return "" // a single controller: nobody to prefer
+	}
+	return strings.Join(out, ",") + ","
 }
 
 // failureDetection are the evs.* provider options for the spec's keepalive
