@@ -314,6 +314,9 @@ func withQueueRepair(ctx context.Context, e *env, reach []*facts, lost []string,
 			break
 		}
 	}
+	if slices.ContainsFunc(steps, func(s plan.Step) bool { return strings.HasPrefix(s.Action, queueRepairAction) }) && len(lost) == 0 {
+		return steps, nil // planned already (a blank node joins)
+	}
 	if len(steps) > 0 {
 		wave := 0
 		for _, s := range steps {
@@ -348,12 +351,14 @@ func runningMembers(f *facts) []string {
 	return out
 }
 
+const queueRepairAction = "restore the quorum queues' membership: a replica on every running controller"
+
 // queueRepairStep shrinks every quorum queue off the lost members and grows
 // it onto every running controller that lacks a replica. What to do is
 // read when the step runs: after a start or a forget, the queues' members
 // are only known then.
 func queueRepairStep(e *env, via *facts, wave int, lost []string) plan.Step {
-	action := "restore the quorum queues' membership: a replica on every running controller"
+	action := queueRepairAction
 	if len(lost) > 0 {
 		action += ", none on " + strings.Join(lost, ", ")
 	}

@@ -86,6 +86,7 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			toStart = nil
 		}
 	}
+	var joined []*facts // blank nodes joining a cluster that holds data
 	for _, f := range toStart {
 		how := startJoin
 		switch {
@@ -93,6 +94,8 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 			how = startFirst
 		case f.hasData:
 			how = startRejoin
+		case slices.ContainsFunc(all, func(g *facts) bool { return g.hasData }):
+			joined = append(joined, f)
 		}
 		up[f.n.Name] = true
 		steps = append(steps, startStep(e, f, wave, how, maps.Clone(up), false))
@@ -149,5 +152,15 @@ func schedule(e *env, all []*facts) (steps []plan.Step, nextWave int, checked bo
 	default:
 		return steps, wave, false
 	}
-	return append(steps, checkStep(e, host, nil, wave, maps.Clone(up))), wave + 1, true
+	steps = append(steps, checkStep(e, host, nil, wave, maps.Clone(up)))
+	wave++
+	if len(joined) > 0 {
+		// A blank node that joined a cluster with data (a rebuilt
+		// controller) holds no replica of the quorum queues declared
+		// before: they are grown onto it, or every queue stays a replica
+		// short and status says so.
+		steps = append(steps, queueRepairStep(e, joined[len(joined)-1], wave, nil))
+		wave++
+	}
+	return steps, wave, true
 }

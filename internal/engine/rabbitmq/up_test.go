@@ -365,8 +365,8 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps = planSteps(t, ctx, tg)
-	if waves := plan.Waves(steps); len(waves) != 3 || len(waves[0]) != 2 || waves[1][0].Host != "ctl3" {
-		t.Fatalf("plan after wiping ctl3: %d waves, want ctl1 and ctl2 together, then ctl3, then the check", len(waves))
+	if waves := plan.Waves(steps); len(waves) != 4 || len(waves[0]) != 2 || waves[1][0].Host != "ctl3" || !strings.HasPrefix(waves[3][0].Action, queueRepairAction) {
+		t.Fatalf("plan after wiping ctl3: %d waves, want ctl1 and ctl2 together, then ctl3, then the check, then the quorum queues grown onto ctl3", len(waves))
 	}
 	runSteps(t, ctx, steps)
 	checkCluster(t)
@@ -648,7 +648,11 @@ func TestSchedule(t *testing.T) {
 			[]string{"2 ctl1 at once", "2 ctl2 at once", "2 ctl3 at once", "3 ctl3 check the cluster"}},
 		{"full stop with one node wiped: it joins after the others",
 			map[string]nodeState{"ctl1": stopped, "ctl2": stopped, "ctl3": blank},
-			[]string{"0 ctl3 write", "2 ctl1 at once", "2 ctl2 at once", "3 ctl3 joins rabbit@ctl1, rabbit@ctl2", "4 ctl3 check the cluster"}},
+			[]string{"0 ctl3 write", "2 ctl1 at once", "2 ctl2 at once", "3 ctl3 joins rabbit@ctl1, rabbit@ctl2", "4 ctl3 check the cluster",
+				"5 ctl3 restore the quorum queues' membership"}},
+		{"a rebuilt controller (blank) joins the running cluster; the quorum queues grow onto it",
+			map[string]nodeState{"ctl1": healthy, "ctl2": blank, "ctl3": healthy},
+			[]string{"0 ctl2 write", "2 ctl2 joins rabbit@ctl1, rabbit@ctl3", "3 ctl2 check the cluster", "4 ctl2 restore the quorum queues' membership"}},
 		{"configuration changed: rolling restart",
 			map[string]nodeState{
 				"ctl1": {running: true, answers: true, hasData: true, changed: []string{ConfigPath}},
