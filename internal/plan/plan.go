@@ -257,6 +257,10 @@ func Sh(ctx context.Context, n node.Node, argv ...string) (string, error) {
 	return strings.TrimSpace(string(res.Stdout)), err
 }
 
+// ErrNotDone is what a wait that ran out of time wraps (WaitFor,
+// WaitUntil), so that a caller can tell it from a check that gave up.
+var ErrNotDone = errors.New("not done")
+
 // WaitFor polls check until it reports done, the context ends or the
 // deadline passes; the error says what was awaited and the last reason.
 func WaitFor(ctx context.Context, what string, timeout time.Duration, check func(ctx context.Context) (done bool, why string)) error {
@@ -288,7 +292,7 @@ func WaitUntil(ctx context.Context, what string, timeout time.Duration, check fu
 			if why == "" {
 				why = "no answer"
 			}
-			return fmt.Errorf("%s: not done after %s: %s", what, timeout, why)
+			return fmt.Errorf("%s: %w after %s: %s", what, ErrNotDone, timeout, why)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -203,10 +203,20 @@ func appStopped(ctx context.Context, nd node.Node, st node.ServiceState) bool {
 	if st.Started.IsZero() || time.Since(st.Started) < bootGrace {
 		return false
 	}
+	return bootState(ctx, nd) == "stopped"
+}
+
+// bootState is what the broker's Erlang node says of its RabbitMQ
+// application: "stopped", "booting", "core_started", "ready" or
+// "stopping"; "" when the node does not answer.
+func bootState(ctx context.Context, nd node.Node) string {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	res, err := nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", "rabbit_boot_state:get()."}})
-	return err == nil && strings.TrimSpace(string(res.Stdout)) == "stopped"
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(res.Stdout))
 }
 
 // AMQPAccepts reports whether a broker's client port accepts a TCP

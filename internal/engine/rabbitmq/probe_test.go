@@ -453,3 +453,16 @@ func TestIntegrationProbe(t *testing.T) {
 		t.Errorf("stopped: %+v, %v; want an error", st, err)
 	}
 }
+
+func TestLastSaying(t *testing.T) {
+	for _, c := range []struct{ tail, want string }{
+		{"", "(nothing yet)"},
+		{"2026-12-03 15:27:57.324864+00:00 [info] <0.223.0> Waiting for Mnesia tables\n", "[info] Waiting for Mnesia tables"},
+		{"2026-12-03 15:27:57.324864+00:00 [notice] <0.1044.0> Global hang workaround\n2026-12-03 15:27:57.324864+00:00 [notice] <0.1044.0> \n2026-12-03 15:27:57.324864+00:00 [notice] <0.1044.0>\n", "[notice] Global hang workaround"},
+		{"a line of its own\n", "a line of its own"},
+	} {
+		if got := lastSaying(c.tail); got != c.want {
+			t.Errorf("lastSaying(%q) = %q, want %q", c.tail, got, c.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -44,10 +45,84 @@ func prepareStep(f *facts) *plan.Step {
 
 func waitStep(e *env, f *facts, wave int) plan.Step {
 	return plan.Step{Host: f.n.Name, Wave: wave,
-		Action: fmt.Sprintf("wait until %s answers on its management API (it runs but did not answer yet)", NodeName(f.n)),
+		Action: fmt.Sprintf("wait until %s answers on its management API (it runs but did not answer yet); should it stay booting for %s while a majority of the controllers run, restart its service", NodeName(f.n), stuckBoot),
 		Do: func(ctx context.Context) error {
-			return waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout)
+			err := waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, stuckBoot)
+			if !errors.Is(err, plan.ErrNotDone) {
+				return err
+			}
+			return mendStuck(ctx, e, f, stuckBoot, bootTimeout-stuckBoot)
 		}}
+}
+
+// stuckBoot is how long a broker may stay in boot state "booting", watched
+// by 'up', while a majority of the other controllers run, before 'up'
+// restarts its service. With its peers running, a broker boots in seconds
+// (a node resumed by pause_minority in 2-5 s on the lab). RabbitMQ 3.10.8
+// on OTP 25 (Debian 12) can hang there for good: after a partition,
+// pause_minority resumes the node, and its boot waits in Erlang's global
+// after RabbitMQ's "global hang workaround" faked a nodedown that OTP 25.1
+// and later ignore (rabbitmq-server#6034, fixed after 3.10.8). Nothing
+// then finishes that boot, and 'rabbitmqctl stop_app' hangs with it: only
+// a new process boots.
+const stuckBoot = 30 * time.Second
+
+// mendStuck follows a broker that has not answered after waited. When it
+// is still booting and a majority of the controllers run without it, it
+// restarts its service (the supervisor kills a process that does not
+// stop) and waits until the broker runs with them: a booting broker serves
+// no client and holds nothing the majority lacks, so the restart loses
+// nothing. Otherwise (its peers are down too, or it is not booting) it
+// goes on waiting for up to rest.
+func mendStuck(ctx context.Context, e *env, f *facts, waited, rest time.Duration) error {
+	self := map[string]bool{f.n.Name: true}
+	state := bootState(ctx, f.nd)
+	peers := e.peersRunning(ctx, f)
+	if state != "booting" || 2*len(peers) <= len(e.ctls) {
+		return waitMember(ctx, e, f, self, rest)
+	}
+	start := time.Now()
+	names := e.nodeNames(peers, "")
+	e.say(f.n.Name, "%s is still booting after %s while %s run: its boot hangs (RabbitMQ 3.10's boot can hang for good in Erlang's global after a partition, rabbitmq-server#6034); restarting its service. Its log: %s",
+		NodeName(f.n), waited.Round(time.Second), strings.Join(names, ", "), lastLogLine(ctx, f))
+	if err := f.nd.Services().Stop(ctx, ServiceName, stopTimeout); err != nil {
+		return fmt.Errorf("%s: stopping %s, whose boot hangs: %w", f.n.Name, Server, err)
+	}
+	if err := plan.EnsureService(ctx, f.nd, Service(), false); err != nil {
+		return fmt.Errorf("%s: starting %s again after its boot hung: %w%s", f.n.Name, Server, err, logTails(ctx, f))
+	}
+	peers[f.n.Name] = true
+	if err := waitMember(ctx, e, f, peers, bootTimeout); err != nil {
+		return err
+	}
+	e.say(f.n.Name, "%s restarted and back in the cluster with %s (%s)", NodeName(f.n), strings.Join(names, ", "), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stopTimeout bounds the stop of a broker whose boot hangs: it does not
+// stop by itself (its application waits on the hung boot), so the
+// supervisor's SIGKILL ends it.
+const stopTimeout = 20 * time.Second
+
+// peersRunning is the controllers other than f whose management API
+// answers and reports them running.
+func (e *env) peersRunning(ctx context.Context, f *facts) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range e.ctls {
+		if c.Name == f.n.Name {
+			continue
+		}
+		members, err := e.api(c).nodes(ctx)
+		if err != nil {
+			continue
+		}
+		for _, m := range members {
+			if m.Name == NodeName(c) && m.Running {
+				out[c.Name] = true
+			}
+		}
+	}
+	return out
 }
 
 // resumeStep starts the RabbitMQ application of a paused broker (its
@@ -80,14 +155,23 @@ func resumeStep(e *env, f *facts, wave int) plan.Step {
 			return fmt.Errorf("%s: %s is paused and reaches only %d of the %d controllers (itself included) over Erlang distribution: it would wait at boot for its peers. Check the network between the controllers (name resolution, ports 4369 and %d), then run 'hastack up' again (a node paused by pause_minority also resumes by itself once it reaches a majority)",
 				f.n.Name, NodeName(f.n), reached, len(e.ctls), e.t.Cluster.Spec.RabbitMQ.DistPort)
 		}
-		cctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
+		// start_app returns once the boot is over; one that hangs is
+		// mended as any other (mendStuck).
+		cctx, cancel = context.WithTimeout(ctx, stuckBoot)
 		_, err = f.nd.Run(cctx, node.Cmd{Argv: []string{"rabbitmqctl", "start_app"}})
+		hung := errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
-		if err != nil {
+		switch {
+		case hung:
+			if err := mendStuck(ctx, e, f, stuckBoot, bootTimeout); err != nil {
+				return err
+			}
+		case err != nil:
 			return fmt.Errorf("%s: rabbitmqctl start_app: %w%s", f.n.Name, err, logTails(ctx, f))
-		}
-		if err := waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout); err != nil {
-			return err
+		default:
+			if err := waitMember(ctx, e, f, map[string]bool{f.n.Name: true}, bootTimeout); err != nil {
+				return err
+			}
 		}
 		e.say(f.n.Name, "%s resumed: its application runs again (%s)", NodeName(f.n), time.Since(start).Round(time.Millisecond))
 		return nil
@@ -406,22 +490,39 @@ func logTails(ctx context.Context, f *facts) string {
 	return b.String()
 }
 
-// lastLogLine is the last line of the broker's log, without its
-// timestamp, or a note saying there is none.
+// lastLogLine is the last line of the broker's log that says something
+// (a multi-line message ends in lines holding only a timestamp and a
+// process), without its timestamp, or a note saying there is none.
 func lastLogLine(ctx context.Context, f *facts) string {
-	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "1", LogDir + "/" + NodeName(f.n) + ".log"}})
-	line := strings.TrimSpace(string(res.Stdout))
-	if err != nil || line == "" {
+	res, err := f.nd.Run(ctx, node.Cmd{Argv: []string{"tail", "-n", "20", LogDir + "/" + NodeName(f.n) + ".log"}})
+	if err != nil {
 		return "(nothing yet)"
 	}
-	// "2026-11-24 19:52:35.587287+00:00 [info] <0.223.0> Waiting for ..."
-	if f := strings.SplitN(line, " ", 5); len(f) == 5 && strings.HasPrefix(f[2], "[") {
-		line = f[2] + " " + f[4]
+	return lastSaying(string(res.Stdout))
+}
+
+// lastSaying picks from a log's tail its last line with a message, as
+// lastLogLine describes.
+func lastSaying(tail string) string {
+	lines := strings.Split(strings.TrimSpace(tail), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(lines[i])
+		// "2026-11-24 19:52:35.587287+00:00 [info] <0.223.0> Waiting for ..."
+		if f := strings.SplitN(line, " ", 5); len(f) >= 4 && strings.HasPrefix(f[2], "[") {
+			if len(f) < 5 || strings.TrimSpace(f[4]) == "" {
+				continue
+			}
+			line = f[2] + " " + f[4]
+		}
+		if line == "" {
+			continue
+		}
+		if len(line) > 300 {
+			line = line[:300] + "..."
+		}
+		return line
 	}
-	if len(line) > 300 {
-		line = line[:300] + "..."
-	}
-	return line
+	return "(nothing yet)"
 }
 
 // checkStep checks the whole cluster through one node and applies the

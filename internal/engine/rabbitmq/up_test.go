@@ -260,6 +260,54 @@ func TestIntegrationRabbitMQPhase(t *testing.T) {
 		t.Fatalf("plan after the paused broker was started: %d steps, want none", len(steps))
 	}
 
+	// A broker whose boot hangs, as RabbitMQ 3.10.8's does in Erlang's
+	// global after a partition: its application is started again and
+	// the process running the boot is suspended (and stays so while the
+	// process that suspended it lives), so the boot state stays
+	// "booting". The plan waits for it; once it has stayed booting for
+	// stuckBoot while ctl2 and ctl3 run, its service is restarted.
+	if _, err := ctl1Node.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "stop_app"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl1Node.Run(ctx, node.Cmd{Argv: []string{"rabbitmqctl", "eval", hangBoot}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.WaitFor(ctx, "rabbit@ctl1 booting", 30*time.Second, func(ctx context.Context) (bool, string) {
+		s := bootState(ctx, ctl1Node)
+		return s == "booting", s
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if s := bootState(ctx, ctl1Node); s != "booting" {
+		t.Fatalf("ctl1's suspended boot went on: boot state %q", s)
+	}
+	before, err := ctl1Node.Services().Status(ctx, ServiceName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps = planSteps(t, ctx, tg)
+	if len(steps) != 2 || steps[0].Host != "ctl1" || !strings.HasPrefix(steps[0].Action, "wait until rabbit@ctl1 answers") {
+		t.Fatalf("plan with ctl1's boot hung: %d steps, want the wait for it and the check: %+v", len(steps), steps)
+	}
+	t0 = time.Now()
+	runSteps(t, ctx, steps)
+	t.Logf("ctl1's hung boot mended in %s", time.Since(t0).Round(time.Millisecond))
+	after, err := ctl1Node.Services().Status(ctx, ServiceName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PID == before.PID || !after.Started.After(before.Started) {
+		t.Errorf("ctl1's broker answers again but was not restarted: pid %d started %s, before pid %d started %s", after.PID, after.Started, before.PID, before.Started)
+	}
+	checkCluster(t)
+	if err := amqpLogin(ctx, ctl1, r.User, store.Get(secrets.RabbitServicePassword), r.VHost); err != nil {
+		t.Errorf("AMQP login on ctl1 after its hung boot was mended: %v", err)
+	}
+	if steps := planSteps(t, ctx, tg); len(steps) != 0 {
+		t.Fatalf("plan after the hung boot was mended: %d steps, want none", len(steps))
+	}
+
 	// A configuration change: files everywhere, then one restart at a
 	// time, each node back in the cluster before the next goes down.
 	c.Spec.RabbitMQ.NetTickTime.Duration += 5 * time.Second
@@ -1086,3 +1134,22 @@ func TestRestartSet(t *testing.T) {
 		}
 	}
 }
+
+// hangBoot, evaluated on a broker whose application is stopped, starts the
+// application and suspends the process that runs its boot (the one in
+// rabbit:start/2), from a process that then waits for ever: a suspension
+// ends with the process that made it. The boot state stays "booting".
+const hangBoot = `erlang:system_flag(backtrace_depth, 40),
+Find = fun Find(0) -> none;
+           Find(N) ->
+               Boot = [P || P <- processes(),
+                            {current_stacktrace, S} <- [erlang:process_info(P, current_stacktrace)],
+                            lists:any(fun(F) -> element(1, F) =:= rabbit andalso element(2, F) =:= start andalso element(3, F) =:= 2 end, S)],
+               case Boot of
+                   [P | _] -> erlang:suspend_process(P), P;
+                   [] -> timer:sleep(5), Find(N - 1)
+               end
+       end,
+spawn(fun() -> Find(4000), receive after infinity -> ok end end),
+spawn(fun() -> rabbit:start() end),
+ok.`
