@@ -58,9 +58,8 @@ func ParseOS(name string) (Release, error) {
 }
 
 // Packages of the base image. The first set makes a host one reaches over
-// SSH and faults (iptables for partitions inside the node); the engines'
-// are installed as apt installs them, so their services are enabled and
-// start at boot, as on a real host that had them installed.
+// SSH; the engines' are installed as apt installs them, so their services
+// are enabled and start at boot, as on a real host that had them installed.
 var (
 	baseImagePackages   = []string{"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "iptables", "procps", "ca-certificates", "less", "iputils-ping"}
 	engineImagePackages = []string{"chrony", "memcached", "mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "rsync", "socat", "rabbitmq-server", "haproxy", "keepalived"}

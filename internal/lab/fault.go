@@ -2,7 +2,7 @@ package lab
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"sort"
@@ -124,96 +124,75 @@ func (l *Lab) Thaw(ctx context.Context, nodeName string) (string, error) {
 	return fmt.Sprintf("%s: thawed %d processes with SIGCONT", nodeName, n), nil
 }
 
-// The partition rules: every packet in or out of the node's management NIC
-// is dropped inside the node's network namespace. The node keeps its link
-// and addresses, as in a real partition: it just hears nobody.
-// partitionRule is one rule of a cut, for iptables (IP) or arptables (ARP).
-type partitionRule struct {
-	tool string
-	args []string
-}
+// A cut: the bridge port of the node's management NIC (the host side of
+// its veth pair) is disabled, so the bridge forwards nothing from it or to
+// it, as a cut cable or a dead switch port. The node keeps its link and
+// addresses and sends as usual: its packets just go nowhere. The cut is
+// made outside the node on purpose: rules inside it (iptables, arptables)
+// make its sends fail at once, which a cut never does, and they miss what
+// leaves through a packet socket. keepalived sends its gratuitous ARPs that
+// way: a node cut that way that took the VIP (it hears no master) pulled
+// clients' traffic for the VIP into the cut every 5 s.
 
-// partitionRules drop every frame of the management NIC, ARP included: a
-// cut cable carries no ARP either, and a node that still answered ARP for
-// the VIP it held would pull clients' traffic into the cut.
-func partitionRules(mgmtIf string) []partitionRule {
-	return []partitionRule{
-		{"iptables", []string{"INPUT", "-i", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"}},
-		{"iptables", []string{"OUTPUT", "-o", mgmtIf, "-m", "comment", "--comment", "hastack-partition", "-j", "DROP"}},
-		{"arptables", []string{"INPUT", "-i", mgmtIf, "-j", "DROP"}},
-		{"arptables", []string{"OUTPUT", "-o", mgmtIf, "-j", "DROP"}},
-	}
-}
-
-func (l *Lab) mgmtNIC(nodeName string) (*Node, string, error) {
+func (l *Lab) mgmtNIC(nodeName string) (*Node, NICState, error) {
 	nd, err := l.Node(nodeName)
 	if err != nil {
-		return nil, "", err
+		return nil, NICState{}, err
 	}
 	for _, nic := range nd.st.NICs {
 		if nic.Network == spec.ManagementNetwork {
-			return nd, nic.Name, nil
+			return nd, nic, nil
 		}
 	}
-	return nil, "", fmt.Errorf("%s has no NIC on the management network", nodeName)
+	return nil, NICState{}, fmt.Errorf("%s has no NIC on the management network", nodeName)
 }
 
-func tablesIn(ctx context.Context, nd *Node, tool string, args ...string) error {
-	argv := []string{"-t", fmt.Sprint(nd.PID()), "-n", "--", tool}
-	if tool == "iptables" {
-		argv = append(argv, "-w") // wait for the xtables lock
-	}
-	out, err := exec.CommandContext(ctx, "nsenter", append(argv, args...)...).CombinedOutput()
+// portState is the bridge port state of a host veth: "forwarding",
+// "disabled", ...
+func portState(ctx context.Context, veth string) (string, error) {
+	out, err := exec.CommandContext(ctx, "bridge", "-j", "link", "show", "dev", veth).Output()
 	if err != nil {
-		return fmt.Errorf("%s: %s %s: %v: %s", nd.Name(), tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("bridge link show dev %s: %w", veth, err)
 	}
-	return nil
+	var ports []struct {
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(out, &ports); err != nil || len(ports) != 1 {
+		return "", fmt.Errorf("bridge link show dev %s: unexpected answer %q", veth, strings.TrimSpace(string(out)))
+	}
+	return ports[0].State, nil
 }
 
 // Partition cuts the node off the management network.
 func (l *Lab) Partition(ctx context.Context, nodeName string) (string, error) {
-	nd, ifname, err := l.mgmtNIC(nodeName)
+	nd, nic, err := l.mgmtNIC(nodeName)
 	if err != nil {
 		return "", err
 	}
-	added := 0
-	for _, r := range partitionRules(ifname) {
-		if tablesIn(ctx, nd, r.tool, append([]string{"-C"}, r.args...)...) == nil {
-			continue
-		}
-		if err := tablesIn(ctx, nd, r.tool, append([]string{"-I"}, r.args...)...); err != nil {
-			return "", err
-		}
-		added++
+	if st, err := portState(ctx, nic.HostVeth); err != nil {
+		return "", err
+	} else if st == "disabled" {
+		return fmt.Sprintf("%s: already cut off the management network (%s)", nodeName, nic.Name), nil
 	}
-	if added == 0 {
-		return fmt.Sprintf("%s: already cut off the management network (%s)", nodeName, ifname), nil
+	if err := run(ctx, "bridge", "link", "set", "dev", nic.HostVeth, "state", "0"); err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("%s: cut off the management network: every packet in or out of %s (%s), ARP included, is dropped; heal with 'hastack lab fault heal %s'", nodeName, ifname, nd.Address(), nodeName), nil
+	return fmt.Sprintf("%s: cut off the management network: the bridge forwards no frame from or to its %s (%s), ARP included, while its link stays up; heal with 'hastack lab fault heal %s'", nodeName, nic.Name, nd.Address(), nodeName), nil
 }
 
 // Heal restores the node's management network.
 func (l *Lab) Heal(ctx context.Context, nodeName string) (string, error) {
-	nd, ifname, err := l.mgmtNIC(nodeName)
+	_, nic, err := l.mgmtNIC(nodeName)
 	if err != nil {
 		return "", err
 	}
-	removed := 0
-	var errs []error
-	for _, r := range partitionRules(ifname) {
-		for tablesIn(ctx, nd, r.tool, append([]string{"-C"}, r.args...)...) == nil {
-			if err := tablesIn(ctx, nd, r.tool, append([]string{"-D"}, r.args...)...); err != nil {
-				errs = append(errs, err)
-				break
-			}
-			removed++
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if st, err := portState(ctx, nic.HostVeth); err != nil {
 		return "", err
-	}
-	if removed == 0 {
+	} else if st != "disabled" {
 		return fmt.Sprintf("%s: was not cut off; nothing to heal", nodeName), nil
 	}
-	return fmt.Sprintf("%s: management network restored on %s", nodeName, ifname), nil
+	if err := run(ctx, "bridge", "link", "set", "dev", nic.HostVeth, "state", "3"); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: management network restored on %s", nodeName, nic.Name), nil
 }

@@ -72,6 +72,51 @@ func run1(t *testing.T, n *Node, argv ...string) string {
 	return strings.TrimSpace(string(res.Stdout))
 }
 
+// rawSend sends one broadcast Ethernet frame (a local experimental
+// ethertype, 0x88b5) carrying rawProbe through a packet socket on the NIC
+// named by its first argument.
+const rawSend = `import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+s.send(b"\xff" * 6 + s.getsockname()[4] + b"\x88\xb5" + b"hastack-cut-probe".ljust(46, b"."))
+`
+
+// rawFrameSeen reports whether a frame that node n sends with rawSend on its
+// eth0 is seen on the host's bridge within 2 seconds.
+func rawFrameSeen(t *testing.T, ctx context.Context, n *Node, bridge string) bool {
+	t.Helper()
+	const ethPExp = 0x88b5
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(ethPExp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	ifi, err := net.InterfaceByName(bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(ethPExp), Ifindex: ifi.Index}); err != nil {
+		t.Fatal(err)
+	}
+	tv := syscall.NsecToTimeval(int64(200 * time.Millisecond))
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Run(ctx, node.Cmd{Argv: []string{"python3", "-c", rawSend, "eth0"}}); err != nil {
+		t.Fatalf("sending a raw frame from %s: %v", n.Name(), err)
+	}
+	buf := make([]byte, 2048)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		k, _, err := syscall.Recvfrom(fd, buf, 0)
+		if err == nil && strings.Contains(string(buf[:k]), "hastack-cut-probe") {
+			return true
+		}
+	}
+	return false
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 func hostPing(addr string) bool {
 	return exec.Command("ping", "-c", "1", "-W", "1", addr).Run() == nil
 }
@@ -250,12 +295,28 @@ func TestIntegrationLab(t *testing.T) {
 			t.Errorf("the command's processes outlived its deadline: %s", out.Stdout)
 		}
 
+		// A frame ctl3 sends through a packet socket (as keepalived sends
+		// its gratuitous ARPs) reaches the bridge, until the cut.
+		br := l.bridgeOf(spec.ManagementNetwork)
+		if !rawFrameSeen(t, ctx, n3, br) {
+			t.Fatalf("a raw frame from ctl3 did not reach bridge %s before any cut: the probe does not work", br)
+		}
 		if msg, err = l.Partition(ctx, "ctl3"); err != nil {
 			t.Fatal(err)
 		}
 		t.Log(msg)
 		if hostPing("10.211.0.13") {
 			t.Error("ctl3 answers the host while partitioned")
+		}
+		if rawFrameSeen(t, ctx, n3, br) {
+			t.Error("a raw frame from ctl3 (a packet socket, as keepalived's gratuitous ARP) reached the bridge while ctl3 was cut off")
+		}
+		if msg, err := l.Partition(ctx, "ctl3"); err != nil || !strings.Contains(msg, "already cut off") {
+			t.Errorf("cutting a cut node again: %q, %v; want it to say it already is", msg, err)
+		}
+		// The node's own sends do not fail, as over a cut cable.
+		if _, err := n3.Run(ctx, node.Cmd{Argv: []string{"python3", "-c", rawSend, "eth0"}}); err != nil {
+			t.Errorf("ctl3's sends fail while it is cut off (a cut cable loses them silently): %v", err)
 		}
 		n1, _ := l.Node("ctl1")
 		if _, err := n1.Run(ctx, node.Cmd{Argv: []string{"ping", "-c", "1", "-W", "1", "10.211.0.13"}}); err == nil {
