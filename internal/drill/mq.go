@@ -168,7 +168,14 @@ func (m *MQ) Publish(ctx context.Context) {
 		case err == nil && acked:
 			m.rec.Done(start, OK, "", id, 0)
 		case err == nil:
+			// A nack: the broker could not take it. The next publish goes
+			// out on a new connection (the next broker): a channel of
+			// RabbitMQ 3.10 can go on nacking every publish to a quorum
+			// queue whose leader's node became unreachable, while a new
+			// channel on the same broker is confirmed at once (seen in
+			// session 10).
 			m.rec.Done(start, Failed, "nack", id, 0)
+			reset()
 		case ctx.Err() != nil:
 			m.rec.Done(start, Blocked, "blocked", id, 0)
 		case errors.Is(err, context.DeadlineExceeded):
