@@ -113,6 +113,18 @@ func All() []Engine {
 	}
 }
 
+// WithServices lists the entries that run services (every engine; not the
+// host settings), in deploy order: what a restart can name.
+func WithServices() []Engine {
+	var out []Engine
+	for _, e := range All() {
+		if !e.HostSetting {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Renderers are every engine's renderer, in deploy order.
 func Renderers() []engine.Renderer {
 	var out []engine.Renderer
