@@ -52,8 +52,14 @@ func controllerConfig(b *strings.Builder, c *spec.Cluster, n spec.Node) {
 	b.WriteString("# maxpoll 6: polled every 64 s at most (default up to 1024 s), so a chronyd that\n")
 	b.WriteString("# dropped its samples (a frozen or suspended host, a time jump) has new ones\n")
 	b.WriteString("# within a minute.\n")
+	b.WriteString("# trust: the other controllers below must never outvote the upstream servers.\n")
+	b.WriteString("# Without it, two controllers that agree with each other mark a lone upstream\n")
+	b.WriteString("# server a falseticker whenever its offset strays outside their error bounds\n")
+	b.WriteString("# (a loaded host, an asymmetric path, a return after an outage), and then the\n")
+	b.WriteString("# controllers follow each other in a ring, stratum climbing, detached from\n")
+	b.WriteString("# true time. Trusted servers can be voted out only by each other.\n")
 	for _, u := range c.Spec.NTP.Upstream {
-		fmt.Fprintf(b, "server %s iburst maxpoll 6\n", u)
+		fmt.Fprintf(b, "server %s iburst maxpoll 6 trust\n", u)
 	}
 	others := 0
 	for _, o := range c.Controllers() {
