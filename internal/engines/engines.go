@@ -15,6 +15,7 @@ import (
 	"github.com/hastack/hastack/internal/engine/endpoint"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/engine/memcached"
+	"github.com/hastack/hastack/internal/engine/neighbour"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
 	"github.com/hastack/hastack/internal/openstack"
 	"github.com/hastack/hastack/internal/plan"
@@ -47,6 +48,9 @@ type Engine struct {
 	Services []Service
 	// Packages are the Debian packages it needs, by node role.
 	Packages map[string][]string
+	// HostSetting marks an entry that is no engine but a setting of the
+	// node itself: it runs no service and needs no package.
+	HostSetting bool
 }
 
 // All lists every engine in deploy order: time first (every other engine
@@ -60,6 +64,15 @@ func All() []Engine {
 			Phases:   func(Inputs) []plan.Phase { return []plan.Phase{chrony.Phase()} },
 			Services: []Service{{Name: "chrony", Unit: "chrony.service"}},
 			Packages: map[string][]string{spec.RoleController: {"chrony"}, spec.RoleCompute: {"chrony"}},
+		},
+		{
+			// Not an engine: the kernel's neighbour timers of the
+			// management NIC, on every node, so the clients of every engine
+			// learn in seconds that a peer vanished.
+			Name:        "neighbour",
+			Renderer:    neighbour.Renderer{},
+			Phases:      func(Inputs) []plan.Phase { return []plan.Phase{neighbour.Phase()} },
+			HostSetting: true,
 		},
 		{
 			Name:     "memcached",
@@ -98,6 +111,18 @@ func All() []Engine {
 			Packages: map[string][]string{spec.RoleController: {"haproxy", "keepalived"}},
 		},
 	}
+}
+
+// WithServices lists the entries that run services (every engine; not the
+// host settings), in deploy order: what a restart can name.
+func WithServices() []Engine {
+	var out []Engine
+	for _, e := range All() {
+		if !e.HostSetting {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Renderers are every engine's renderer, in deploy order.

@@ -13,7 +13,7 @@ import (
 func TestDescriptors(t *testing.T) {
 	seen := map[string]string{}
 	for _, e := range All() {
-		if e.Name == "" || e.Renderer == nil || e.Phases == nil || len(e.Services) == 0 || len(e.Packages[spec.RoleController]) == 0 {
+		if e.Name == "" || e.Renderer == nil || e.Phases == nil || !e.HostSetting && (len(e.Services) == 0 || len(e.Packages[spec.RoleController]) == 0) {
 			t.Errorf("engine %q is not fully described: %+v", e.Name, e)
 		}
 		if e.Renderer.Name() != e.Name {
@@ -48,7 +48,7 @@ func TestDescriptors(t *testing.T) {
 	for _, p := range Phases(Inputs{}) {
 		names = append(names, p.Name)
 	}
-	if want := []string{"chrony", "memcached", "galera", "databases", "rabbitmq-package", "rabbitmq", "endpoint"}; !slices.Equal(names, want) {
+	if want := []string{"chrony", "neighbour", "memcached", "galera", "databases", "rabbitmq-package", "rabbitmq", "endpoint"}; !slices.Equal(names, want) {
 		t.Errorf("phases %v, want %v", names, want)
 	}
 }

@@ -41,7 +41,7 @@ import (
 
 // Options shape one rolling restart.
 type Options struct {
-	// Engines to restart, by name (engines.All); empty: every engine.
+	// Engines to restart, by name (engines.WithServices); empty: every engine.
 	Engines []string
 	// Nodes to restart, by name; empty: every node that runs one of the
 	// engines.
@@ -81,7 +81,7 @@ func (e *UsageError) Error() string { return e.msg }
 // EngineNames are the engines a restart can name.
 func EngineNames() []string {
 	var out []string
-	for _, e := range engines.All() {
+	for _, e := range engines.WithServices() {
 		out = append(out, e.Name)
 	}
 	return out
@@ -116,7 +116,7 @@ func (s *step) judge(rep status.Report) {
 // writes first, in spec order, then the VIP holder, then the writer. It
 // only reads.
 func order(c *spec.Cluster, rep status.Report, o Options) ([]step, error) {
-	all := engines.All()
+	all := engines.WithServices()
 	var chosen []engines.Engine
 	if len(o.Engines) == 0 {
 		chosen = all

@@ -105,7 +105,7 @@ func TestSecretsOnlyWhereNeeded(t *testing.T) {
 	}
 }
 
-func TestComputeGetsOnlyTime(t *testing.T) {
+func TestComputeGetsOnlyTimeAndNeighbour(t *testing.T) {
 	c := load(t, "testdata/cluster.yaml")
 	n, _ := c.Node("cmp1")
 	nf, err := Node(c, n, secrets.Fixed{})
@@ -113,8 +113,12 @@ func TestComputeGetsOnlyTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := nf.All()
-	if len(files) != 1 || files[0].Path != "/etc/chrony/chrony.conf" {
-		t.Fatalf("compute files: %+v", files)
+	if len(files) != 2 || files[0].Path != "/etc/chrony/chrony.conf" || files[1].Path != "/etc/sysctl.d/60-hastack-neighbour.conf" {
+		var paths []string
+		for _, f := range files {
+			paths = append(paths, f.Path)
+		}
+		t.Fatalf("compute files: %v, want chrony.conf and the neighbour timers", paths)
 	}
 	conf := string(files[0].Content)
 	for _, ctl := range c.Controllers() {
