@@ -136,6 +136,7 @@ func Collect(ctx context.Context, t Target) Report {
 	var wg sync.WaitGroup
 	var rabbit rabbitmq.Status
 	amqpOK := make([]bool, len(ctls))
+	brokerSvc := make([]*node.ServiceState, len(ctls))
 	var writer string
 	var writerErr error
 	goDo := func(f func()) {
@@ -162,6 +163,19 @@ func Collect(ctx context.Context, t Target) Report {
 		})
 		goDo(func() {
 			amqpOK[i] = rabbitmq.AMQPAccepts(ctx, n.Address, c.Spec.RabbitMQ.Port)
+		})
+		goDo(func() {
+			// Whether the broker's service runs on the node, to tell a
+			// stopped broker from one that runs but has not joined.
+			nd := t.Nodes[n.Name]
+			if nd == nil {
+				return
+			}
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if st, err := nd.Services().Status(sctx, rabbitmq.ServiceName); err == nil {
+				brokerSvc[i] = &st
+			}
 		})
 	}
 	for i, n := range c.Spec.Nodes {
@@ -196,7 +210,7 @@ func Collect(ctx context.Context, t Target) Report {
 	}
 	wg.Wait()
 	for i, n := range ctls {
-		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit, amqpOK[i], c.Spec.RabbitMQ.Port))
+		r.Services.RabbitMQ = append(r.Services.RabbitMQ, rabbitEntry(n, rabbit, amqpOK[i], c.Spec.RabbitMQ.Port, brokerSvc[i]))
 	}
 	r.Bus = rabbit
 	r.Writer = writer
@@ -266,9 +280,10 @@ func speaker(sts []rabbitmq.Status, errs []error) rabbitmq.Status {
 	return sts[len(sts)-1]
 }
 
-// rabbitEntry is one controller's part of the cluster's answer, and
-// whether its client port accepts connections.
-func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int) RabbitEntry {
+// rabbitEntry is one controller's part of the cluster's answer, whether
+// its client port accepts connections, and the state of the broker's
+// service on the node (nil: the node could not be asked).
+func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int, svc *node.ServiceState) RabbitEntry {
 	e := RabbitEntry{Node: n.Name}
 	name := rabbitmq.NodeName(n)
 	found := false
@@ -283,7 +298,7 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int) Rabbit
 	case !found:
 		e.Problem = name + " is not a member of the cluster"
 	case !e.Running:
-		e.Problem = name + " is not running"
+		e.Problem = name + " is not running" + brokerService(svc)
 	case len(e.Partitions) > 0:
 		e.Problem = "partitioned from " + strings.Join(e.Partitions, ", ")
 	case e.MemoryAlarm || e.DiskAlarm:
@@ -293,6 +308,26 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int) Rabbit
 	}
 	e.Healthy = e.Problem == ""
 	return e
+}
+
+// brokerService says why a broker the cluster does not see running is
+// not: its service is stopped (how it ended), or it runs and has not
+// joined, which after a minute is a boot that hangs.
+func brokerService(svc *node.ServiceState) string {
+	switch {
+	case svc == nil:
+		return ""
+	case svc.Running && !svc.Started.IsZero():
+		return fmt.Sprintf(" in the cluster, though its service runs (started %s ago): still booting, or its boot hangs ('hastack up' restarts a boot that hangs for 30 s while the other controllers run)", time.Since(svc.Started).Round(time.Second))
+	case svc.Running:
+		return " in the cluster, though its service runs: still booting, or its boot hangs ('hastack up' restarts a boot that hangs for 30 s while the other controllers run)"
+	case svc.Signal != "":
+		return fmt.Sprintf(": its service is stopped (%s)", svc.Signal)
+	case !svc.Exited.IsZero():
+		return fmt.Sprintf(": its service is stopped (exit code %d)", svc.ExitCode)
+	default:
+		return ": its service is stopped"
+	}
 }
 
 // endpointEntry asks one controller's HAProxy for its view and whether the

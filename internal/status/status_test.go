@@ -4,11 +4,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hastack/hastack/internal/engine/chrony"
 	"github.com/hastack/hastack/internal/engine/galera"
 	"github.com/hastack/hastack/internal/engine/memcached"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/spec"
 )
 
@@ -156,15 +158,30 @@ func TestSpeaker(t *testing.T) {
 func TestRabbitEntryClientPort(t *testing.T) {
 	n := spec.Node{Name: "ctl2"}
 	bus := rabbitmq.Status{AnsweredBy: "rabbit@ctl1", Nodes: []rabbitmq.NodeStatus{{Name: "rabbit@ctl2", Running: true}}}
-	if e := rabbitEntry(n, bus, true, 5672); !e.Healthy {
+	if e := rabbitEntry(n, bus, true, 5672, nil); !e.Healthy {
 		t.Errorf("port open: %+v", e)
 	}
-	e := rabbitEntry(n, bus, false, 5672)
+	e := rabbitEntry(n, bus, false, 5672, nil)
 	if e.Healthy || !strings.Contains(e.Problem, "client port 5672 does not accept connections") || !strings.Contains(e.Problem, "'hastack up' takes it out") {
 		t.Errorf("port refused: %+v", e)
 	}
 	bus.Nodes[0].Running = false
-	if e := rabbitEntry(n, bus, false, 5672); e.Problem != "rabbit@ctl2 is not running" {
+	if e := rabbitEntry(n, bus, false, 5672, nil); e.Problem != "rabbit@ctl2 is not running" {
 		t.Errorf("stopped broker: %q", e.Problem)
+	}
+	// What the node's service says tells a stopped broker from one whose
+	// boot has not finished (or hangs).
+	killed := &node.ServiceState{Name: "rabbitmq", Exited: time.Now(), ExitCode: -1, Signal: "killed"}
+	if e := rabbitEntry(n, bus, false, 5672, killed); e.Problem != "rabbit@ctl2 is not running: its service is stopped (killed)" {
+		t.Errorf("killed broker: %q", e.Problem)
+	}
+	exited := &node.ServiceState{Name: "rabbitmq", Exited: time.Now(), ExitCode: 1}
+	if e := rabbitEntry(n, bus, false, 5672, exited); e.Problem != "rabbit@ctl2 is not running: its service is stopped (exit code 1)" {
+		t.Errorf("exited broker: %q", e.Problem)
+	}
+	booting := &node.ServiceState{Name: "rabbitmq", Running: true, PID: 42, Started: time.Now().Add(-95 * time.Second)}
+	e = rabbitEntry(n, bus, false, 5672, booting)
+	if e.Healthy || !strings.HasPrefix(e.Problem, "rabbit@ctl2 is not running in the cluster, though its service runs (started 1m35s ago)") || !strings.Contains(e.Problem, "'hastack up' restarts") {
+		t.Errorf("booting broker: %q", e.Problem)
 	}
 }
