@@ -310,17 +310,21 @@ func rabbitEntry(n spec.Node, bus rabbitmq.Status, amqpOK bool, port int, svc *n
 	return e
 }
 
+// notJoined is what a broker whose service runs outside the cluster may
+// be doing, and what 'up' does about it.
+const notJoined = ": paused after a partition (pause_minority), booting, or its boot hangs ('hastack up' resumes a paused broker, and restarts one whose boot hangs for 30 s while the other controllers run)"
+
 // brokerService says why a broker the cluster does not see running is
 // not: its service is stopped (how it ended), or it runs and has not
-// joined, which after a minute is a boot that hangs.
+// joined.
 func brokerService(svc *node.ServiceState) string {
 	switch {
 	case svc == nil:
 		return ""
 	case svc.Running && !svc.Started.IsZero():
-		return fmt.Sprintf(" in the cluster, though its service runs (started %s ago): still booting, or its boot hangs ('hastack up' restarts a boot that hangs for 30 s while the other controllers run)", time.Since(svc.Started).Round(time.Second))
+		return fmt.Sprintf(" in the cluster, though its service runs (started %s ago)%s", time.Since(svc.Started).Round(time.Second), notJoined)
 	case svc.Running:
-		return " in the cluster, though its service runs: still booting, or its boot hangs ('hastack up' restarts a boot that hangs for 30 s while the other controllers run)"
+		return " in the cluster, though its service runs" + notJoined
 	case svc.Signal != "":
 		return fmt.Sprintf(": its service is stopped (%s)", svc.Signal)
 	case !svc.Exited.IsZero():
