@@ -19,10 +19,10 @@ import (
 func newNode(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Change the cluster's membership: replace a controller that is gone for good",
+		Short: "Change the cluster's membership: add, remove, or replace a controller that is gone for good",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newNodeReplace(s))
+	cmd.AddCommand(newNodeAdd(s), newNodeRemove(s), newNodeReplace(s))
 	return cmd
 }
 

@@ -96,6 +96,14 @@ type ServiceState struct {
 	Argv     []string  `json:"argv"`
 }
 
+// Disabler is a supervisor whose services come back after a reboot
+// unless disabled (systemd). Disable stops nothing: it only keeps the
+// service from starting at boot. hastack's own supervisor has no boot of
+// its own, so it is not one.
+type Disabler interface {
+	Disable(ctx context.Context, name string) error
+}
+
 // Supervisor starts, stops, signals and queries services on one node.
 type Supervisor interface {
 	// Start starts the service unless it is already running (then it does

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -373,4 +374,68 @@ func NotReadSince(ctx context.Context, n node.Node, st node.ServiceState, paths 
 		return false, fmt.Errorf("%s: %s: %w", n.Name(), st.Name, err)
 	}
 	return newer, nil
+}
+
+// SameBut reports whether have and want hold the same lines once the lines
+// whose key (the text before '=' or ':', trimmed) starts with one of
+// prefixes are dropped from both: a change in those settings alone.
+func SameBut(have, want []byte, prefixes ...string) bool {
+	keep := func(b []byte) []string {
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			key := strings.TrimSpace(l)
+			if i := strings.IndexAny(key, "=:"); i >= 0 {
+				key = strings.TrimSpace(key[:i])
+			}
+			drop := false
+			for _, p := range prefixes {
+				drop = drop || strings.HasPrefix(key, p)
+			}
+			if !drop {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	return slices.Equal(keep(have), keep(want))
+}
+
+// OnlySettingsChanged reports whether every stale file, as the node has
+// it, differs from what it should hold only in settings that start with
+// one of prefixes (see SameBut). A missing file is a change.
+func OnlySettingsChanged(ctx context.Context, n node.Node, stale []engine.File, prefixes ...string) (bool, error) {
+	for _, f := range stale {
+		have, err := n.ReadFile(ctx, f.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !SameBut(have, f.Content, prefixes...) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// WriteKeepingTime writes files as WriteFiles does, each with the
+// modification time its earlier copy had: for a change the running
+// service need not read (a list of peers it reads only when it starts), so
+// that NotReadSince does not take the file for one the service has missed.
+func WriteKeepingTime(ctx context.Context, n node.Node, files []engine.File) error {
+	for _, f := range files {
+		res, err := n.Run(ctx, node.Cmd{Argv: []string{"stat", "-c", "%Y", f.Path}})
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", n.Name(), f.Path, err)
+		}
+		mtime := strings.TrimSpace(string(res.Stdout))
+		if err := WriteFiles(ctx, n, []engine.File{f}); err != nil {
+			return err
+		}
+		if _, err := n.Run(ctx, node.Cmd{Argv: []string{"touch", "-m", "-d", "@" + mtime, f.Path}}); err != nil {
+			return fmt.Errorf("%s: %s: %w", n.Name(), f.Path, err)
+		}
+	}
+	return nil
 }

@@ -342,3 +342,15 @@ func (s *Systemd) List(ctx context.Context) ([]node.ServiceState, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+var _ node.Disabler = (*Systemd)(nil)
+
+// Disable keeps the service's unit from starting at boot (systemctl
+// disable), and its sockets too.
+func (s *Systemd) Disable(ctx context.Context, name string) error {
+	unit := Unit(name)
+	if _, err := s.sh(ctx, "systemctl", "disable", "--quiet", unit); err != nil {
+		return fmt.Errorf("disable %s: %w", name, err)
+	}
+	return s.takeOver(ctx, name, false)
+}

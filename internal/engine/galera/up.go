@@ -73,11 +73,19 @@ func ParseGraState(data []byte) (GraState, error) {
 	return g, nil
 }
 
+// membershipSettings are the settings that change when a controller is
+// added or removed and that a running node need not read.
+var membershipSettings = []string{"wsrep_cluster_address", "wsrep_sst_donor"}
+
 // nodeFacts is what the phase learns of one controller.
 type nodeFacts struct {
-	name        string
-	node        node.Node
-	stale       []engine.File
+	name  string
+	node  node.Node
+	stale []engine.File
+	// peers are stale files of a running node that differ only in the
+	// cluster's membership (membershipSettings): written without a
+	// restart, since they are read only when the node starts.
+	peers       []engine.File
 	running     bool
 	initialized bool // the datadir has system tables
 	gra         GraState
@@ -163,6 +171,15 @@ func gather(ctx context.Context, t *plan.Target) ([]*nodeFacts, error) {
 		}
 		if f.running, err = plan.Running(ctx, f.node, ServiceName); err != nil {
 			return err
+		}
+		if f.running && len(f.stale) > 0 {
+			only, err := plan.OnlySettingsChanged(ctx, f.node, f.stale, membershipSettings...)
+			if err != nil {
+				return err
+			}
+			if only {
+				f.peers, f.stale = f.stale, nil
+			}
 		}
 		if _, err := f.node.ReadFile(ctx, DataDir+"/mysql/db.frm"); err == nil {
 			f.initialized = true
@@ -329,6 +346,16 @@ func planGalera(ctx context.Context, t *plan.Target, o Options) ([]plan.Step, er
 	case ModeRunning:
 		// The cluster runs: join each stopped node; restart nodes whose
 		// configuration changed, one at a time, each Synced before the next.
+		// A node whose configuration changed only in the membership (a
+		// node added or removed) keeps running: a running member learns
+		// the others from the cluster itself.
+		for _, f := range facts {
+			if len(f.peers) > 0 {
+				steps = append(steps, plan.Step{Host: f.name, Wave: wave,
+					Action: "write " + plan.Paths(f.peers) + ": only the membership changed (wsrep_cluster_address, wsrep_sst_donor are read at the next start), so no restart",
+					Do:     func(ctx context.Context) error { return plan.WriteKeepingTime(ctx, f.node, f.peers) }})
+			}
+		}
 		for _, name := range d.Join {
 			f := byName[name]
 			add(f, "start mariadb and join the running cluster (IST, or SST from a donor)", startAndWait(f, false))

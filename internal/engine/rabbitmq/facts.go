@@ -31,6 +31,12 @@ type facts struct {
 	// changed lists the stale files whose content (not just mode or
 	// owner) differs: only those call for a restart.
 	changed []engine.File
+	// peers lists the stale files of a running broker that differ only in
+	// the cluster's membership (cluster_formation.classic_config.nodes):
+	// peer discovery reads it only when a node first joins, so they are
+	// written without a restart (and keep their time: see
+	// plan.WriteKeepingTime).
+	peers []engine.File
 	// cookieChanged: the Erlang cookie on the node differs from the
 	// secrets file's.
 	cookieChanged bool
@@ -89,6 +95,10 @@ func (f *facts) needsRestart() bool {
 	return false
 }
 
+// membershipSetting is the setting of rabbitmq.conf that lists the
+// controllers (it changes when one is added or removed).
+const membershipSetting = "cluster_formation.classic_config.nodes."
+
 // gather learns the facts of one controller.
 func gather(ctx context.Context, e *env, f *facts) error {
 	var err error
@@ -99,6 +109,10 @@ func gather(ctx context.Context, e *env, f *facts) error {
 		have, err := f.nd.ReadFile(ctx, s.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
+		}
+		if err == nil && !bytes.Equal(have, s.Content) && plan.SameBut(have, s.Content, membershipSetting) {
+			f.peers = append(f.peers, s)
+			continue
 		}
 		if err != nil || !bytes.Equal(have, s.Content) {
 			f.changed = append(f.changed, s)
@@ -116,6 +130,11 @@ func gather(ctx context.Context, e *env, f *facts) error {
 		return err
 	}
 	f.running = st.Running
+	if !f.running && len(f.peers) > 0 {
+		// A stopped broker reads them when it starts: a change like any.
+		f.changed = append(f.changed, f.peers...)
+		f.peers = nil
+	}
 	if f.running && len(f.changed) == 0 {
 		// Files written by an earlier 'up' that failed before this
 		// broker's restart: unchanged on disk, but never read by the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/node"
 	"github.com/hastack/hastack/internal/plan"
 )
@@ -27,10 +28,19 @@ func prepareStep(f *facts) *plan.Step {
 		}
 		what = append(what, "create "+strings.Join(p, ", ")+" (owner "+User+")")
 	}
-	if len(f.stale) > 0 {
-		what = append(what, "write "+plan.Paths(f.stale))
+	var stale []engine.File
+	for _, s := range f.stale {
+		if !slices.ContainsFunc(f.peers, func(p engine.File) bool { return p.Path == s.Path }) {
+			stale = append(stale, s)
+		}
 	}
-	nd, stale := f.nd, f.stale
+	if len(stale) > 0 {
+		what = append(what, "write "+plan.Paths(stale))
+	}
+	if len(f.peers) > 0 {
+		what = append(what, "write "+plan.Paths(f.peers)+": only the list of controllers changed, which a running broker does not read, so no restart")
+	}
+	nd, peers := f.nd, f.peers
 	return &plan.Step{Host: f.n.Name, Wave: 0, Action: strings.Join(what, "; "), Do: func(ctx context.Context) error {
 		// Folders first: writing the cookie would otherwise create
 		// /var/lib/rabbitmq owned by root.
@@ -39,7 +49,10 @@ func prepareStep(f *facts) *plan.Step {
 				return err
 			}
 		}
-		return plan.WriteFiles(ctx, nd, stale)
+		if err := plan.WriteFiles(ctx, nd, stale); err != nil {
+			return err
+		}
+		return plan.WriteKeepingTime(ctx, nd, peers)
 	}}
 }
 
