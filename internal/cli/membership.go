@@ -15,6 +15,7 @@ import (
 
 	"github.com/hastack/hastack/internal/deploy"
 	"github.com/hastack/hastack/internal/engine/rabbitmq"
+	"github.com/hastack/hastack/internal/lab"
 	"github.com/hastack/hastack/internal/maint"
 	"github.com/hastack/hastack/internal/plan"
 	"github.com/hastack/hastack/internal/spec"
@@ -44,10 +45,10 @@ func parseChanged(s Streams, file, what, remedy string, data []byte) (*spec.Clus
 	return c, nil
 }
 
-func (m *membership) options(s Streams, lf labFlags, yes bool) maint.MembershipOptions {
-	ro := restartOptions(s, m.after, m.file, lf.quiet(), m.at, nil, nil)
+func (m *membership) options(s Streams, lo lab.Options, yes bool) maint.MembershipOptions {
+	ro := restartOptions(s, m.after, m.file, lo, m.at, nil, nil)
 	recoverRabbit := func(ctx context.Context, c *spec.Cluster, o rabbitmq.RecoverOptions) error {
-		rt, store, err := target(c, m.file, lf.quiet())
+		rt, store, err := target(c, m.file, lo)
 		if err != nil {
 			return err
 		}
@@ -114,6 +115,117 @@ func nodeNames(c *spec.Cluster) string {
 	return strings.Join(names, ", ")
 }
 
+// lockFor takes the cluster lock for a membership change, or, in a drill
+// that holds it already, nothing.
+type lockFor func(ctx context.Context, t *plan.Target) (release func(), err error)
+
+func commandLock(s Streams, what string, breakLock bool) lockFor {
+	return func(ctx context.Context, t *plan.Target) (func(), error) {
+		lock, err := clusterLock(ctx, s, t, what, breakLock)
+		if err != nil {
+			return nil, err
+		}
+		return func() { lock.Release(context.WithoutCancel(ctx)) }, nil
+	}
+}
+
+// removeNode is 'hastack node remove': the spec without the node checked,
+// then maint.Remove under the lock.
+func removeNode(ctx context.Context, s Streams, file string, lo lab.Options, name string, lock lockFor) (maint.MembershipResult, error) {
+	before, err := loadSpec(file, s.Err)
+	if err != nil {
+		return maint.MembershipResult{}, err
+	}
+	if _, ok := before.Node(name); !ok {
+		return maint.MembershipResult{}, usagef("node remove: no node %q in the spec; the nodes are %s", name, nodeNames(before))
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return maint.MembershipResult{}, err
+	}
+	newData, err := spec.RemoveNode(data, name)
+	if err != nil {
+		return maint.MembershipResult{}, fmt.Errorf("node remove %s: editing %s: %w; nothing was changed", name, file, err)
+	}
+	after, err := parseChanged(s, file, "node remove "+name, fmt.Sprintf("fix %s first (then 'hastack up' applies it), and run this again", file), newData)
+	if err != nil {
+		return maint.MembershipResult{}, err
+	}
+	m := &membership{file: file, before: before, after: after, newData: newData}
+	if m.bt, _, err = target(before, file, lo); err != nil {
+		return maint.MembershipResult{}, err
+	}
+	if m.at, _, err = target(after, file, lo); err != nil {
+		return maint.MembershipResult{}, err
+	}
+	release, err := lock(ctx, m.bt)
+	if err != nil {
+		return maint.MembershipResult{}, err
+	}
+	defer release()
+	res, err := maint.Remove(ctx, before, after, m.bt.Nodes, name, m.options(s, lo, false))
+	return res, membershipErr(err)
+}
+
+// addNode is 'hastack node add': n describes a node the spec does not
+// have yet (nil: the spec has it). It reports whether there was nothing to
+// do (the node is in the spec and the layer with it is healthy).
+func addNode(ctx context.Context, s Streams, file string, lo lab.Options, name string, n *spec.Node, yes bool, lock lockFor) (maint.MembershipResult, bool, error) {
+	var none maint.MembershipResult
+	current, err := loadSpec(file, s.Err)
+	if err != nil {
+		return none, false, err
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return none, false, err
+	}
+	m := &membership{file: file}
+	if n == nil {
+		if _, ok := current.Node(name); !ok {
+			return none, false, usagef("node add: %s is not in the spec: give its management address (--address), or write it into the spec first", name)
+		}
+		// Written by hand, or an addition that stopped half-way.
+		m.after, m.newData = current, data
+		old, err := spec.RemoveNode(data, name)
+		if err != nil {
+			return none, false, fmt.Errorf("node add %s: %w; nothing was changed", name, err)
+		}
+		// Its warnings are those of a cluster that will not be.
+		var ps spec.Problems
+		if m.before, ps = spec.Parse(old); ps.Err() != nil {
+			return none, false, fmt.Errorf("node add %s: the spec without it is not valid: %w", name, ps.Err())
+		}
+		if m.at, _, err = target(m.after, file, lo); err != nil {
+			return none, false, err
+		}
+		if rep := status.Collect(ctx, statusTarget(m.at)); rep.Healthy {
+			return none, true, nil
+		}
+	} else {
+		if m.newData, err = spec.AddNode(data, *n); err != nil {
+			return none, false, fmt.Errorf("node add %s: editing %s: %w; nothing was changed", name, file, err)
+		}
+		if m.after, err = parseChanged(s, file, "node add "+name+" (the spec with it)", "check its name, --address and --network-address", m.newData); err != nil {
+			return none, false, err
+		}
+		m.before = current
+		if m.at, _, err = target(m.after, file, lo); err != nil {
+			return none, false, fmt.Errorf("node add %s: %w; nothing was changed", name, err)
+		}
+	}
+	if m.bt, _, err = target(m.before, file, lo); err != nil {
+		return none, false, err
+	}
+	release, err := lock(ctx, m.bt)
+	if err != nil {
+		return none, false, err
+	}
+	defer release()
+	res, err := maint.Add(ctx, m.before, m.after, m.at.Nodes, name, m.options(s, lo, yes))
+	return res, false, membershipErr(err)
+}
+
 func newNodeRemove(s Streams) *cobra.Command {
 	var file, output string
 	var lf labFlags
@@ -137,10 +249,11 @@ their quorum); its other services stop (not its time service) and, under
 systemd, are disabled, so that a reboot does not bring a removed member
 back; its Galera data is moved aside (/var/lib/mysql-removed-<time>, never
 deleted). A node that cannot be reached is taken for gone for good. Then the
-spec file is written without the node, and 'up' renders and restarts the
-other nodes for the new membership, one at a time. It says how many of the
-keys cached now the services will miss once (python-memcached hashes keys
-mod the number of servers).`,
+spec file is written without the node, and 'up' renders the other nodes for
+the new membership: Galera and RabbitMQ keep running (their peer lists are
+read only at a start), HAProxy and keepalived restart one node at a time.
+It says how many of the keys cached now the services will miss once
+(python-memcached hashes keys mod the number of servers).`,
 		Example: `  hastack node remove ctl3
   hastack node remove cmp7`,
 		Args: cobra.ExactArgs(1),
@@ -152,42 +265,9 @@ mod the number of servers).`,
 			if output == "json" {
 				progress.Out = s.Err
 			}
-			name := args[0]
-			before, err := loadSpec(file, s.Err)
+			res, err := removeNode(cmd.Context(), progress, file, lf.quiet(), args[0], commandLock(progress, "node remove", breakLock))
 			if err != nil {
 				return err
-			}
-			if _, ok := before.Node(name); !ok {
-				return usagef("node remove: no node %q in the spec; the nodes are %s", name, nodeNames(before))
-			}
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			newData, err := spec.RemoveNode(data, name)
-			if err != nil {
-				return fmt.Errorf("node remove %s: editing %s: %w; nothing was changed", name, file, err)
-			}
-			after, err := parseChanged(s, file, "node remove "+name, fmt.Sprintf("fix %s first (then 'hastack up' applies it), and run this again", file), newData)
-			if err != nil {
-				return err
-			}
-			m := &membership{file: file, before: before, after: after, newData: newData}
-			if m.bt, _, err = target(before, file, lf.quiet()); err != nil {
-				return err
-			}
-			if m.at, _, err = target(after, file, lf.quiet()); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			lock, err := clusterLock(ctx, progress, m.bt, "node remove", breakLock)
-			if err != nil {
-				return err
-			}
-			defer lock.Release(context.WithoutCancel(ctx))
-			res, err := maint.Remove(ctx, before, after, m.bt.Nodes, name, m.options(progress, lf, false))
-			if err != nil {
-				return membershipErr(err)
 			}
 			return reportMembership(s, output, res)
 		},
@@ -222,11 +302,12 @@ It refuses when the spec with the node would not be valid (an address that
 clashes, a name in use), when the layer is not healthy, when the node cannot
 be reached, and when it still holds a database or a RabbitMQ database,
 unless --yes says to move that aside (never deleted). Nothing is changed
-then. Otherwise it writes the spec, runs 'up' (the other nodes are rendered
-and restarted for the new membership, one at a time), grows every quorum
-queue onto it, and waits until 'status' is healthy. It says how many of the
-keys cached now the services will miss once (python-memcached hashes keys
-mod the number of servers).`,
+then. Otherwise it writes the spec, runs 'up' (Galera and RabbitMQ keep
+running on the others, whose peer lists are read only at a start; HAProxy
+and keepalived restart one node at a time), grows every quorum queue onto
+it, and waits until 'status' is healthy. It says how many of the keys cached
+now the services will miss once (python-memcached hashes keys mod the number
+of servers).`,
 		Example: `  hastack node add ctl4 --address 10.77.0.14 --network-address provider=10.78.0.14
   hastack node add ctl4          # ctl4 is in the spec already
   hastack node add cmp2 --role compute --address 10.77.1.2 --network-address provider=10.78.1.2`,
@@ -244,62 +325,25 @@ mod the number of servers).`,
 			if err != nil {
 				return err
 			}
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			m := &membership{file: file}
+			var n *spec.Node
 			if _, inSpec := current.Node(name); inSpec {
 				if address != "" || len(netAddrs) > 0 || cmd.Flags().Changed("role") {
 					return usagef("node add: %s is in the spec already; give only its name (the spec says its address and interfaces)", name)
 				}
-				// Written by hand, or an addition that stopped half-way.
-				m.after, m.newData = current, data
-				old, err := spec.RemoveNode(data, name)
-				if err != nil {
-					return fmt.Errorf("node add %s: %w; nothing was changed", name, err)
-				}
-				// Its warnings are those of a cluster that will not be.
-				var ps spec.Problems
-				if m.before, ps = spec.Parse(old); ps.Err() != nil {
-					return fmt.Errorf("node add %s: the spec without it is not valid: %w", name, ps.Err())
-				}
-				if m.at, _, err = target(m.after, file, lf.quiet()); err != nil {
-					return err
-				}
-				rep := status.Collect(ctx, statusTarget(m.at))
-				if rep.Healthy {
-					fmt.Fprintf(s.Out, "node add: %s is in the spec and the layer with it is healthy; nothing to do\n", name)
-					return nil
-				}
 			} else {
-				n, err := newNodeFromFlags(current, name, role, address, netAddrs)
+				nn, err := newNodeFromFlags(current, name, role, address, netAddrs)
 				if err != nil {
 					return err
 				}
-				if m.newData, err = spec.AddNode(data, n); err != nil {
-					return fmt.Errorf("node add %s: editing %s: %w; nothing was changed", name, file, err)
-				}
-				if m.after, err = parseChanged(s, file, "node add "+name+" (the spec with it)", "check its name, --address and --network-address", m.newData); err != nil {
-					return err
-				}
-				m.before = current
-				if m.at, _, err = target(m.after, file, lf.quiet()); err != nil {
-					return fmt.Errorf("node add %s: %w; nothing was changed", name, err)
-				}
+				n = &nn
 			}
-			if m.bt, _, err = target(m.before, file, lf.quiet()); err != nil {
-				return err
-			}
-			lock, err := clusterLock(ctx, progress, m.bt, "node add", breakLock)
+			res, nothing, err := addNode(cmd.Context(), progress, file, lf.quiet(), name, n, yes, commandLock(progress, "node add", breakLock))
 			if err != nil {
 				return err
 			}
-			defer lock.Release(context.WithoutCancel(ctx))
-			res, err := maint.Add(ctx, m.before, m.after, m.at.Nodes, name, m.options(progress, lf, yes))
-			if err != nil {
-				return membershipErr(err)
+			if nothing {
+				fmt.Fprintf(s.Out, "node add: %s is in the spec and the layer with it is healthy; nothing to do\n", name)
+				return nil
 			}
 			return reportMembership(s, output, res)
 		},

@@ -336,4 +336,87 @@ func TestIntegrationRecoverRabbitMQ(t *testing.T) {
 		t.Errorf("ctl2 holds %q of 50 acknowledged writes after its replacement", got)
 	}
 	readAll(ctls[1], 300, 350)
+
+	// Membership. ctl3 leaves and comes back, with acknowledged writes and
+	// confirmed messages accounted for at each step, and bad input refused
+	// with the spec file unchanged.
+	specPath := filepath.Join(dir, "hastack.yaml")
+	specNow := func() string {
+		t.Helper()
+		b, err := os.ReadFile(specPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	unchanged := func(what, before string) {
+		t.Helper()
+		if specNow() != before {
+			t.Errorf("%s changed the spec file", what)
+		}
+	}
+	publish(ctls[0], 400, 450)
+	threeNodes := specNow()
+	if _, e, code := run("node", "remove", "ctl3"); code != 1 || !strings.Contains(e, "pause_minority on 2 nodes") {
+		t.Errorf("node remove ctl3 under pause_minority: exit %d, want a refusal naming it", code)
+	}
+	unchanged("a refused removal", threeNodes)
+	if err := os.WriteFile(specPath, []byte(strings.Replace(threeNodes, "partitionHandling: pause_minority", "partitionHandling: autoheal", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := run("up"); code != 0 {
+		t.Fatal("up with autoheal failed")
+	}
+	o, _, code = run("node", "remove", "ctl3")
+	if code != 0 || !strings.Contains(o, "ctl3 left the cluster and the spec") {
+		t.Fatalf("node remove ctl3: exit %d", code)
+	}
+	if strings.Contains(specNow(), "name: ctl3") {
+		t.Error("ctl3 is still in the spec after its removal")
+	}
+	var after struct {
+		Healthy  bool
+		Services struct{ Galera, RabbitMQ []struct{ Node string } }
+	}
+	healthyWith := func(want int) {
+		t.Helper()
+		st, _, code := runIn(t, dir, "", "status", "-o", "json")
+		if err := json.Unmarshal([]byte(st), &after); err != nil || code != 0 || !after.Healthy {
+			t.Fatalf("status: exit %d, %v\n%s", code, err, st)
+		}
+		if len(after.Services.Galera) != want || len(after.Services.RabbitMQ) != want {
+			t.Errorf("status lists %d Galera and %d RabbitMQ nodes, want %d", len(after.Services.Galera), len(after.Services.RabbitMQ), want)
+		}
+	}
+	healthyWith(2)
+	if _, code := exec("ctl3", "pgrep", "-x", "mariadbd"); code == 0 {
+		t.Error("mariadbd still runs on the removed ctl3")
+	}
+	if got, _ := sql("ctl1", "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='WSREP_CLUSTER_SIZE'"); got != "2" {
+		t.Errorf("Galera cluster size after the removal: %q, want 2", got)
+	}
+	if got, _ := sql("ctl2", "SELECT COUNT(*) FROM rp.acked"); got != "50" {
+		t.Errorf("ctl2 holds %q of 50 acknowledged writes after ctl3's removal", got)
+	}
+	twoNodes := specNow()
+	if _, e, code := run("node", "remove", "ctl2"); code != 1 || !strings.Contains(e, "keeps at least 2") {
+		t.Errorf("node remove of one of the last 2 controllers: exit %d, want a refusal", code)
+	}
+	unchanged("a refused removal", twoNodes)
+	if _, e, code := run("node", "add", "ctl3", "--address", ctls[1].Address, "--network-address", "provider="+ctls[2].Interfaces[1].Address); code != 1 || !strings.Contains(e, "duplicate") {
+		t.Errorf("node add with ctl2's address: exit %d, want a refusal naming the clash", code)
+	}
+	unchanged("a refused addition", twoNodes)
+	o, _, code = run("node", "add", "ctl3", "--address", ctls[2].Address, "--network-address", "provider="+ctls[2].Interfaces[1].Address)
+	if code != 0 || !strings.Contains(o, "ctl3 joined") {
+		t.Fatalf("node add ctl3: exit %d", code)
+	}
+	healthyWith(3)
+	if got, _ := sql("ctl3", "SELECT COUNT(*) FROM rp.acked"); got != "50" {
+		t.Errorf("ctl3 holds %q of 50 acknowledged writes after it was added back", got)
+	}
+	if o, _, code := run("node", "add", "ctl3"); code != 0 || !strings.Contains(o, "nothing to do") {
+		t.Errorf("node add of a member: exit %d, want nothing to do", code)
+	}
+	readAll(ctls[2], 400, 450)
 }

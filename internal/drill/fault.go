@@ -139,6 +139,9 @@ type Scenario struct {
 	CacheServers int
 	// LabOnly: the fault cannot be done safely on hosts reached over SSH.
 	LabOnly string
+	// Explicit, when set, says why the scenario runs only when named:
+	// --all leaves it out.
+	Explicit string
 }
 
 // AllServers is a Scenario.CacheServers that reaches every controller.
@@ -194,6 +197,17 @@ func Scenarios() []Scenario {
 			Name: "rolling-restart", Description: "'hastack restart --engine memcached,galera,rabbitmq': each controller's engines in turn, drained of their clients first (writes, RabbitMQ maintenance mode), stopped, started by 'up', wait healthy, next",
 			Breaks: "every controller's engines are restarted in turn", NoHold: true, Undo: nothing, CacheServers: AllServers,
 			Inject: rollingRestart,
+		},
+		{
+			Name: "remove-add", Description: "'hastack node remove' the target, then 'hastack node add' it back: a membership change each way (needs partitionHandling autoheal, as 2 controllers do)",
+			Breaks: "the target leaves the cluster, then joins it again as a new member", NoHold: true, Undo: nothing, CacheServers: 1,
+			Explicit: "it rewrites the spec file (and puts it back as it was), and needs partitionHandling autoheal",
+			Inject: func(ctx context.Context, _ Faulter, e *Env, t string) ([]string, error) {
+				if e.Membership == nil {
+					return nil, errors.New("remove-add needs hastack's node commands (Env.Membership)")
+				}
+				return e.Membership(ctx, t)
+			},
 		},
 		{
 			Name: "power-loss", Description: "SIGKILL every process of every controller at once; 'hastack up' recovers the cluster",

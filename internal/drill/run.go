@@ -25,6 +25,10 @@ type Env struct {
 	// what it did; nil: the rolling-restart scenario stops and starts the
 	// engines itself.
 	Restart func(ctx context.Context) ([]string, error)
+	// Membership takes the target out of the cluster ('hastack node
+	// remove') and adds it back ('hastack node add'), and returns what it
+	// did; nil: the remove-add scenario cannot run.
+	Membership func(ctx context.Context, target string) ([]string, error)
 	// Workloads; a nil option skips the workload.
 	DB *DBOptions
 	MQ *MQOptions

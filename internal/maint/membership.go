@@ -172,7 +172,11 @@ func (r *MembershipResult) sayCache(m memcached.Moves, err error, say func(strin
 		}
 		return 100 * float64(n) / float64(m.Keys)
 	}
-	say("memcached list changes: of %d keys cached now, %d (%.0f %%) are looked for on another server and missed once, and %d (%.0f %%) go with the removed server (python-memcached hashes keys mod the number of servers)", m.Keys, m.Moved, pct(m.Moved), m.Gone, pct(m.Gone))
+	gone := ""
+	if m.Gone > 0 {
+		gone = fmt.Sprintf(", and %d (%.0f %%) go with the removed server", m.Gone, pct(m.Gone))
+	}
+	say("the services' memcached list changes: of %d keys cached now, %d (%.0f %%) are looked for on another server and missed once%s (python-memcached hashes keys mod the number of servers)", m.Keys, m.Moved, pct(m.Moved), gone)
 }
 
 // Remove takes node name out of the cluster and out of the spec. before
