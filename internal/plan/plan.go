@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hastack/hastack/internal/engine"
@@ -436,6 +437,25 @@ func WriteKeepingTime(ctx context.Context, n node.Node, files []engine.File) err
 		if _, err := n.Run(ctx, node.Cmd{Argv: []string{"touch", "-m", "-d", "@" + mtime, f.Path}}); err != nil {
 			return fmt.Errorf("%s: %s: %w", n.Name(), f.Path, err)
 		}
+	}
+	return nil
+}
+
+// Reload sends a running service the signal that makes it read its
+// configuration again (HAProxy's master: SIGUSR2; keepalived: SIGHUP), then
+// marks paths as read: their modification time is set to a second before
+// the service's start, so that NotReadSince (which knows only when the
+// service started) does not take them for files it missed.
+func Reload(ctx context.Context, n node.Node, st node.ServiceState, sig syscall.Signal, paths ...string) error {
+	if err := n.Services().Signal(ctx, st.Name, sig); err != nil {
+		return err
+	}
+	if st.Started.IsZero() {
+		return nil
+	}
+	at := "@" + strconv.FormatInt(st.Started.Add(-time.Second).Unix(), 10)
+	if _, err := n.Run(ctx, node.Cmd{Argv: append([]string{"touch", "-m", "-d", at}, paths...)}); err != nil {
+		return fmt.Errorf("%s: %s: %w", n.Name(), st.Name, err)
 	}
 	return nil
 }

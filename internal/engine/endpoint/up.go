@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/hastack/hastack/internal/engine"
 	"github.com/hastack/hastack/internal/node"
@@ -173,11 +174,17 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node, bin AgentBinary)
 	if applySysctl {
 		todo = append(todo, "set net.ipv4.ip_nonlocal_bind=1")
 	}
+	// HAProxy and keepalived read their configuration again in place: the
+	// HAProxy master starts a new worker and hands the stick table over,
+	// keepalived keeps the VIP where it is. So a changed server or peer
+	// list (a node added or removed) moves neither the writes nor the VIP.
 	for _, x := range []struct {
-		start, restart bool
-		what           string
-	}{{startAgent, restartAgent, "the Galera health check on " + agentSvc.Argv[len(agentSvc.Argv)-1]}, {startHA, restartHA, "haproxy"}, {startKA, restartKA, "keepalived (VIP " + t.Cluster.Spec.Database.Endpoint.VIP + ")"}} {
+		start, restart, reload bool
+		what                   string
+	}{{startAgent, restartAgent, false, "the Galera health check on " + agentSvc.Argv[len(agentSvc.Argv)-1]}, {startHA, restartHA, true, "haproxy"}, {startKA, restartKA, true, "keepalived (VIP " + t.Cluster.Spec.Database.Endpoint.VIP + ")"}} {
 		switch {
+		case x.restart && x.reload:
+			todo = append(todo, "reload "+x.what)
 		case x.restart:
 			todo = append(todo, "restart "+x.what)
 		case x.start:
@@ -217,12 +224,23 @@ func nodeStep(ctx context.Context, t *plan.Target, n spec.Node, bin AgentBinary)
 			if err := plan.EnsureDir(ctx, nd, "/run/haproxy", "", 0o755); err != nil {
 				return err
 			}
-			if err := plan.EnsureService(ctx, nd, HAProxy, restartHA); err != nil {
+			if restartHA {
+				if err := plan.Reload(ctx, nd, haSt, syscall.SIGUSR2, HAProxyPath); err != nil {
+					return err
+				}
+			} else if err := plan.EnsureService(ctx, nd, HAProxy, false); err != nil {
 				return err
 			}
 		}
 		if startKA {
-			if err := plan.EnsureService(ctx, nd, Keepalived, restartKA); err != nil {
+			if restartKA {
+				if _, err := nd.Run(ctx, node.Cmd{Argv: []string{"/usr/sbin/keepalived", "--config-test", "-f", KeepalivedPath}}); err != nil {
+					return err
+				}
+				if err := plan.Reload(ctx, nd, kaSt, syscall.SIGHUP, KeepalivedPath); err != nil {
+					return err
+				}
+			} else if err := plan.EnsureService(ctx, nd, Keepalived, false); err != nil {
 				return err
 			}
 		}
